@@ -1,0 +1,1 @@
+//! Kubernetes custom resource types (Rule, IdentitySchema). Types only, no I/O.
