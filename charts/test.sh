@@ -124,9 +124,18 @@ if ! terraform_fmt_check "$repo/terraform"; then
   failures+=("terraform fmt -check -recursive terraform/")
 fi
 
+# The module README documents every input and output (a terraform-docs stand-in that needs no provider).
+for block in variable output; do
+  for name in $(sed -n "s/^${block} \"\([a-z0-9_]*\)\".*/\1/p" "$repo"/terraform/*.tf); do
+    if ! grep -q "^| \`$name\` |" "$repo/terraform/README.md"; then
+      failures+=("terraform/README.md lacks $block $name")
+    fi
+  done
+done
+
 if [ "${#failures[@]}" -gt 0 ]; then
   printf 'charts/test.sh: FAILED %d check(s): %s\n' "${#failures[@]}" "$(IFS=';'; echo "${failures[*]}")"
   exit 1
 fi
-printf 'charts/test.sh: OK (%d values files linted, rendered and validated for Kubernetes %s; terraform fmt clean)\n' \
+printf 'charts/test.sh: OK (%d values files linted, rendered and validated for Kubernetes %s; terraform fmt clean; module README complete)\n' \
   "$checked" "$kube_version"
