@@ -1,1 +1,2 @@
 //! The identity-aware reverse proxy.
+pub mod cli;

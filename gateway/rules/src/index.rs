@@ -1,0 +1,337 @@
+//! The compiled, immutable rule index: built once per snapshot, shared by all requests.
+//!
+//! Per-request matching does not loop over every pattern: a byte trie over each pattern's
+//! literal prefix (the text before the first `<`) yields the few candidate rules whose prefix
+//! the URL starts with, a method check filters them, and only those patterns are evaluated.
+//! Every candidate is evaluated so that ambiguous rule sets are detected (exactly one rule must
+//! match).
+
+use std::sync::Arc;
+
+use crate::model::{MatchingStrategy, Rule};
+use crate::pattern::Pattern;
+use crate::rule_error::RuleError;
+use crate::validate::compile_rule;
+
+/// An immutable compiled rule set.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    strategy: MatchingStrategy,
+    rules: Vec<Arc<Rule>>,
+    compiled: Vec<Compiled>,
+    trie: Vec<TrieNode>,
+}
+
+/// Former name kept for readers of the design docs.
+pub type CompiledRules = RuleSet;
+
+#[derive(Debug)]
+struct Compiled {
+    pattern: Pattern,
+    methods: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct TrieNode {
+    children: Vec<(u8, u32)>,
+    rules: Vec<u32>,
+}
+
+/// The one rule that matched, with its capture groups.
+#[derive(Clone, Debug)]
+pub struct Match {
+    /// The rule.
+    pub rule: Arc<Rule>,
+    /// `MatchContext.RegexpCaptureGroups` (empty for globs).
+    pub capture_groups: Vec<String>,
+}
+
+/// Why a request has no rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MatchError {
+    /// No rule matches: 404.
+    #[error("Requested url does not match any rules")]
+    NotFound,
+    /// Several rules match: 500 (the ids are for logs).
+    #[error("Expected exactly one rule but found multiple rules")]
+    Multiple(Vec<String>),
+    /// A pattern could not be evaluated (backtracking limit): 500.
+    #[error("rule {rule_id:?}: {message}")]
+    Eval {
+        /// The rule whose pattern failed.
+        rule_id: String,
+        /// The engine's explanation.
+        message: String,
+    },
+}
+
+impl MatchError {
+    /// The HTTP status Oathkeeper answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::Multiple(_) | Self::Eval { .. } => 500,
+        }
+    }
+}
+
+impl RuleSet {
+    /// Compiles all rules; the first invalid rule fails the whole set.
+    pub fn compile(rules: Vec<Rule>, strategy: MatchingStrategy) -> Result<Self, RuleError> {
+        let mut set = Self::empty(strategy);
+        for rule in rules {
+            let pattern = compile_rule(&rule, strategy)?;
+            set.push(rule, pattern);
+        }
+        Ok(set)
+    }
+
+    /// Compiles the valid rules and returns the errors of the others (which are left out).
+    pub fn compile_lenient(rules: Vec<Rule>, strategy: MatchingStrategy) -> (Self, Vec<RuleError>) {
+        let mut set = Self::empty(strategy);
+        let mut errors = Vec::new();
+        for rule in rules {
+            match compile_rule(&rule, strategy) {
+                Ok(pattern) => set.push(rule, pattern),
+                Err(e) => errors.push(e),
+            }
+        }
+        (set, errors)
+    }
+
+    fn empty(strategy: MatchingStrategy) -> Self {
+        Self {
+            strategy,
+            trie: vec![TrieNode::default()],
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, rule: Rule, pattern: Pattern) {
+        let index = self.rules.len() as u32;
+        let mut node = 0usize;
+        for byte in pattern.literal_prefix().bytes() {
+            let existing = self.trie[node]
+                .children
+                .iter()
+                .find(|(b, _)| *b == byte)
+                .map(|(_, child)| *child as usize);
+            node = match existing {
+                Some(child) => child,
+                None => {
+                    let child = self.trie.len();
+                    self.trie.push(TrieNode::default());
+                    self.trie[node].children.push((byte, child as u32));
+                    child
+                }
+            };
+        }
+        self.trie[node].rules.push(index);
+        let methods = rule
+            .matcher
+            .methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        self.compiled.push(Compiled { pattern, methods });
+        self.rules.push(Arc::new(rule));
+    }
+
+    /// Finds the one rule for `method` and `url` (`scheme://host[:port]/cleaned-path`).
+    pub fn find(&self, method: &str, url: &str) -> Result<Match, MatchError> {
+        let mut found: Option<Match> = None;
+        let mut extra: Vec<String> = Vec::new();
+        let mut node = 0usize;
+        let bytes = url.as_bytes();
+        let mut depth = 0usize;
+        while let Some(current) = self.trie.get(node) {
+            for &index in &current.rules {
+                let index = index as usize;
+                let compiled = &self.compiled[index];
+                if !compiled
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(method))
+                {
+                    continue;
+                }
+                let groups = compiled
+                    .pattern
+                    .captures(url)
+                    .map_err(|e| MatchError::Eval {
+                        rule_id: self.rules[index].id.clone(),
+                        message: e.to_string(),
+                    })?;
+                if let Some(capture_groups) = groups {
+                    if found.is_some() {
+                        extra.push(self.rules[index].id.clone());
+                    } else {
+                        found = Some(Match {
+                            rule: Arc::clone(&self.rules[index]),
+                            capture_groups,
+                        });
+                    }
+                }
+            }
+            let Some(&byte) = bytes.get(depth) else { break };
+            match current.children.iter().find(|(b, _)| *b == byte) {
+                Some((_, child)) => node = *child as usize,
+                None => break,
+            }
+            depth += 1;
+        }
+        match (found, extra.is_empty()) {
+            (None, _) => Err(MatchError::NotFound),
+            (Some(m), true) => Ok(m),
+            (Some(m), false) => {
+                extra.insert(0, m.rule.id.clone());
+                Err(MatchError::Multiple(extra))
+            }
+        }
+    }
+
+    /// All rules, in load order.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// The first rule with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Rule>> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The strategy the patterns were compiled with.
+    pub fn strategy(&self) -> MatchingStrategy {
+        self.strategy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Handler, RuleMatch, Upstream};
+
+    fn rule(id: &str, url: &str, methods: &[&str]) -> Rule {
+        Rule {
+            id: id.to_owned(),
+            version: None,
+            description: None,
+            matcher: RuleMatch {
+                url: url.to_owned(),
+                methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            },
+            upstream: Upstream::default(),
+            authenticators: vec![Handler::named("noop")],
+            authorizer: Handler::named("allow"),
+            mutators: vec![Handler::named("noop")],
+            errors: vec![],
+        }
+    }
+
+    fn set(rules: Vec<Rule>, strategy: MatchingStrategy) -> RuleSet {
+        RuleSet::compile(rules, strategy).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn exactly_one_rule_must_match() {
+        let rules = set(
+            vec![
+                rule("public", "http://a/public/<.*>", &["GET", "post"]),
+                rule("admin", "http://a/<(?!public).*>", &["GET"]),
+                rule("any", "<.*>/dup", &["PUT"]),
+                rule("dup", "http://a/dup", &["PUT"]),
+            ],
+            MatchingStrategy::Regexp,
+        );
+        let cases: &[(&str, &str, Result<&str, u16>)] = &[
+            ("GET", "http://a/public/x", Ok("public")),
+            ("POST", "http://a/public/x", Ok("public")),
+            ("get", "http://a/public/x", Ok("public")),
+            ("DELETE", "http://a/public/x", Err(404)),
+            ("GET", "http://a/admin", Ok("admin")),
+            ("GET", "http://b/admin", Err(404)),
+            ("PUT", "http://a/dup", Err(500)),
+            ("PUT", "http://z/dup", Ok("any")),
+            ("GET", "", Err(404)),
+        ];
+        for (method, url, expected) in cases {
+            let got = rules
+                .find(method, url)
+                .map(|m| m.rule.id.clone())
+                .map_err(|e| e.status());
+            assert_eq!(got.as_deref().map_err(|s| *s), *expected, "{method} {url}");
+        }
+    }
+
+    #[test]
+    fn capture_groups_come_with_the_match() -> Result<(), MatchError> {
+        let rules = set(
+            vec![rule("r", "http://a/<[a-z]+>/<\\d+>", &["GET"])],
+            MatchingStrategy::Regexp,
+        );
+        let m = rules.find("GET", "http://a/users/7")?;
+        assert_eq!(m.capture_groups, vec!["users", "7"]);
+        Ok(())
+    }
+
+    #[test]
+    fn glob_rule_sets_match_too() {
+        let rules = set(
+            vec![
+                rule("one", "http://a/<*>", &["GET"]),
+                rule("deep", "http://a/static/<**>", &["GET"]),
+            ],
+            MatchingStrategy::Glob,
+        );
+        assert_eq!(
+            rules.find("GET", "http://a/x").map(|m| m.rule.id.clone()),
+            Ok("one".to_owned())
+        );
+        assert_eq!(
+            rules
+                .find("GET", "http://a/static/js/app.js")
+                .map(|m| m.rule.id.clone()),
+            Ok("deep".to_owned())
+        );
+        assert_eq!(
+            rules.find("GET", "http://a/x.y").map(|_| ()),
+            Err(MatchError::NotFound)
+        );
+    }
+
+    #[test]
+    fn many_rules_only_evaluate_candidates() -> Result<(), MatchError> {
+        let rules: Vec<Rule> = (0..2_000)
+            .map(|i| rule(&format!("r{i}"), &format!("http://a/svc{i}/<.*>"), &["GET"]))
+            .collect();
+        let rules = set(rules, MatchingStrategy::Regexp);
+        assert_eq!(rules.find("GET", "http://a/svc1999/x")?.rule.id, "r1999");
+        assert_eq!(rules.find("GET", "http://a/svc1/x")?.rule.id, "r1");
+        Ok(())
+    }
+
+    #[test]
+    fn lenient_compile_drops_only_the_broken_rule() {
+        let (rules, errors) = RuleSet::compile_lenient(
+            vec![
+                rule("ok", "http://a/<.*>", &["GET"]),
+                rule("bad", "http://a/<.*", &["GET"]),
+            ],
+            MatchingStrategy::Regexp,
+        );
+        assert_eq!(rules.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].rule_id, "bad");
+        assert_eq!(errors[0].field, "match.url");
+    }
+}

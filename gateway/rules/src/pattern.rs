@@ -1,0 +1,328 @@
+//! Compiles `match.url` patterns with Oathkeeper's `<...>` delimiters.
+//!
+//! Text outside the delimiters is literal; text inside is a regular expression (`regexp`
+//! strategy, each part a capture group, the whole anchored, look-around supported) or a glob
+//! (`glob` strategy, `.` and `/` as separators). Delimiters nest by depth; only top-level pairs
+//! delimit. Patterns are compiled once when a rule set is built, never per request.
+
+use crate::model::MatchingStrategy;
+
+/// Why a pattern does not compile.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `<` and `>` do not pair up.
+    #[error("unbalanced pattern: `<` and `>` do not pair up")]
+    Unbalanced,
+    /// The expression inside the delimiters is invalid.
+    #[error("invalid {strategy} expression {part:?}: {reason}")]
+    Invalid {
+        /// `regexp` or `glob`.
+        strategy: &'static str,
+        /// The offending part.
+        part: String,
+        /// The engine's explanation.
+        reason: String,
+    },
+}
+
+/// Why matching a compiled pattern failed at request time (backtracking limit).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("pattern evaluation failed: {0}")]
+pub struct EvalError(pub String);
+
+/// A compiled `match.url` pattern.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    regex: fancy_regex::Regex,
+    literal_prefix: String,
+    captures: bool,
+}
+
+impl Pattern {
+    /// Compiles `source` with the given strategy.
+    pub fn compile(source: &str, strategy: MatchingStrategy) -> Result<Self, PatternError> {
+        let parts = split(source)?;
+        let literal_prefix = match parts.first() {
+            Some(Part::Literal(text)) => text.to_string(),
+            _ => String::new(),
+        };
+        let mut regex = String::from("^");
+        for part in &parts {
+            match (part, strategy) {
+                (Part::Literal(text), _) => regex.push_str(&regex::escape(text)),
+                (Part::Inner(inner), MatchingStrategy::Regexp) => {
+                    // Each part must also compile on its own, as Oathkeeper requires.
+                    compile_regex(&format!("^{inner}$"), inner)?;
+                    regex.push('(');
+                    regex.push_str(inner);
+                    regex.push(')');
+                }
+                (Part::Inner(inner), MatchingStrategy::Glob) => {
+                    regex.push_str(&glob_to_regex(inner)?);
+                }
+            }
+        }
+        regex.push('$');
+        let regex = compile_regex(&regex, source)?;
+        Ok(Self {
+            regex,
+            literal_prefix,
+            captures: strategy == MatchingStrategy::Regexp,
+        })
+    }
+
+    /// The literal text every matching URL starts with (used by the prefilter).
+    pub fn literal_prefix(&self) -> &str {
+        &self.literal_prefix
+    }
+
+    /// Whether `url` matches; on a match, the capture groups (empty for globs).
+    pub fn captures(&self, url: &str) -> Result<Option<Vec<String>>, EvalError> {
+        if !self.captures {
+            return match self.regex.is_match(url) {
+                Ok(true) => Ok(Some(Vec::new())),
+                Ok(false) => Ok(None),
+                Err(e) => Err(EvalError(e.to_string())),
+            };
+        }
+        match self.regex.captures(url) {
+            Ok(Some(caps)) => Ok(Some(
+                caps.iter()
+                    .skip(1)
+                    .map(|group| group.map(|m| m.as_str().to_owned()).unwrap_or_default())
+                    .collect(),
+            )),
+            Ok(None) => Ok(None),
+            Err(e) => Err(EvalError(e.to_string())),
+        }
+    }
+}
+
+fn compile_regex(regex: &str, part: &str) -> Result<fancy_regex::Regex, PatternError> {
+    fancy_regex::Regex::new(regex).map_err(|e| PatternError::Invalid {
+        strategy: "regexp",
+        part: part.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[derive(Debug, PartialEq)]
+enum Part<'a> {
+    Literal(&'a str),
+    Inner(&'a str),
+}
+
+/// Splits at top-level `<...>` pairs, tracking nesting depth like Oathkeeper.
+fn split(source: &str) -> Result<Vec<Part<'_>>, PatternError> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut literal_start = 0;
+    let mut inner_start = 0;
+    for (i, byte) in source.bytes().enumerate() {
+        match byte {
+            b'<' => {
+                if depth == 0 {
+                    if i > literal_start {
+                        parts.push(Part::Literal(&source[literal_start..i]));
+                    }
+                    inner_start = i + 1;
+                }
+                depth += 1;
+            }
+            b'>' => {
+                depth = depth.checked_sub(1).ok_or(PatternError::Unbalanced)?;
+                if depth == 0 {
+                    parts.push(Part::Inner(&source[inner_start..i]));
+                    literal_start = i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(PatternError::Unbalanced);
+    }
+    if literal_start < source.len() {
+        parts.push(Part::Literal(&source[literal_start..]));
+    }
+    Ok(parts)
+}
+
+/// Translates a glob (gobwas/glob syntax, separators `.` and `/`) into regex syntax.
+fn glob_to_regex(glob: &str) -> Result<String, PatternError> {
+    let invalid = |reason: &str| PatternError::Invalid {
+        strategy: "glob",
+        part: glob.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let chars: Vec<char> = glob.chars().collect();
+    let mut out = String::new();
+    let mut alternation_depth = 0usize;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                out.push_str(".*");
+                i += 1;
+            }
+            '*' => out.push_str("[^./]*"),
+            '?' => out.push_str("[^./]"),
+            '\\' => {
+                let next = chars.get(i + 1).ok_or_else(|| invalid("dangling escape"))?;
+                out.push_str(&regex::escape(&next.to_string()));
+                i += 1;
+            }
+            '[' => {
+                let close = chars[i + 1..]
+                    .iter()
+                    .position(|&ch| ch == ']')
+                    .ok_or_else(|| invalid("unclosed `[`"))?
+                    + i
+                    + 1;
+                let body: String = chars[i + 1..close].iter().collect();
+                let (negated, body) = match body.strip_prefix('!') {
+                    Some(rest) => (true, rest.to_owned()),
+                    None => (false, body),
+                };
+                if body.is_empty() {
+                    return Err(invalid("empty character class"));
+                }
+                out.push('[');
+                if negated {
+                    out.push('^');
+                }
+                for ch in body.chars() {
+                    match ch {
+                        '-' => out.push('-'),
+                        '\\' | '[' | ']' | '^' | '&' | '~' => {
+                            out.push('\\');
+                            out.push(ch);
+                        }
+                        _ => out.push(ch),
+                    }
+                }
+                out.push(']');
+                i = close;
+            }
+            '{' => {
+                alternation_depth += 1;
+                out.push_str("(?:");
+            }
+            ',' if alternation_depth > 0 => out.push('|'),
+            '}' if alternation_depth > 0 => {
+                alternation_depth -= 1;
+                out.push(')');
+            }
+            _ => out.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    if alternation_depth != 0 {
+        return Err(invalid("unclosed `{`"));
+    }
+    // Validate the class syntax early so that errors name the glob.
+    regex::Regex::new(&out).map_err(|e| invalid(&e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, strategy: MatchingStrategy, url: &str) -> bool {
+        Pattern::compile(pattern, strategy)
+            .ok()
+            .and_then(|p| p.captures(url).ok().flatten())
+            .is_some()
+    }
+
+    #[test]
+    fn regexp_cases() {
+        use MatchingStrategy::Regexp as R;
+        let cases: &[(&str, &str, bool)] = &[
+            ("http://a/<.*>", "http://a/b/c", true),
+            ("http://a/<.*>", "http://a/", true),
+            ("http://a/b", "http://a/b", true),
+            ("http://a/b", "http://a/bc", false),
+            ("http://a/b", "xhttp://a/b", false),
+            ("http://a.b/c", "http://aXb/c", false),
+            ("http://a/<(?!admin).*>", "http://a/users", true),
+            ("http://a/<(?!admin).*>", "http://a/admin/x", false),
+            ("http://a/<[0-9]+>", "http://a/12", true),
+            ("http://a/<[0-9]+>", "http://a/12a", false),
+            ("http://a/<[[:digit:]]+>", "http://a/12", true),
+            ("<https|http>://a/<.*>", "https://a/x", true),
+            ("<https|http>://a/<.*>", "ftp://a/x", false),
+            (
+                "http://<127\\.0\\.0\\.1|localhost>:4455/p",
+                "http://localhost:4455/p",
+                true,
+            ),
+            ("http://a/<a|b>/<c|d>", "http://a/b/d", true),
+            ("http://a/<a<b>>", "http://a/a<b>", true),
+        ];
+        for (pattern, url, expected) in cases {
+            assert_eq!(matches(pattern, R, url), *expected, "{pattern} vs {url}");
+        }
+    }
+
+    #[test]
+    fn glob_cases() {
+        use MatchingStrategy::Glob as G;
+        let cases: &[(&str, &str, bool)] = &[
+            ("http://a/<*>", "http://a/b", true),
+            ("http://a/<*>", "http://a/file.txt", false),
+            ("http://a/<*>", "http://a/b/c", false),
+            ("http://a/<**>", "http://a/b/c.txt", true),
+            ("http://a/<?>", "http://a/b", true),
+            ("http://a/<?>", "http://a/bc", false),
+            ("http://a/<[abc]>", "http://a/b", true),
+            ("http://a/<[!abc]>", "http://a/b", false),
+            ("http://a/<[!abc]>", "http://a/d", true),
+            ("http://a/<[a-c]>x", "http://a/cx", true),
+            ("http://a/<{foo,bar}>", "http://a/bar", true),
+            ("http://a/<{foo,bar}>", "http://a/baz", false),
+            ("http://<*>.com/x", "http://a.com/x", true),
+            ("http://<*>.com/x", "http://a.b.com/x", false),
+            ("http://a.b/x", "http://aXb/x", false),
+        ];
+        for (pattern, url, expected) in cases {
+            assert_eq!(matches(pattern, G, url), *expected, "{pattern} vs {url}");
+        }
+    }
+
+    #[test]
+    fn capture_groups_are_exposed_in_order() -> Result<(), Box<dyn std::error::Error>> {
+        let p = Pattern::compile("http://a/<[a-z]+>/<[0-9]+>", MatchingStrategy::Regexp)?;
+        assert_eq!(
+            p.captures("http://a/users/42")?,
+            Some(vec!["users".to_owned(), "42".to_owned()])
+        );
+        let g = Pattern::compile("http://a/<*>", MatchingStrategy::Glob)?;
+        assert_eq!(g.captures("http://a/x")?, Some(vec![]));
+        Ok(())
+    }
+
+    #[test]
+    fn broken_patterns_are_rejected() {
+        for (pattern, strategy) in [
+            ("http://a/<.*", MatchingStrategy::Regexp),
+            ("http://a/.*>", MatchingStrategy::Regexp),
+            ("http://a/<(.*>", MatchingStrategy::Regexp),
+            ("http://a/<[a>", MatchingStrategy::Glob),
+            ("http://a/<{a,b>", MatchingStrategy::Glob),
+        ] {
+            assert!(Pattern::compile(pattern, strategy).is_err(), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn literal_prefix_is_text_before_first_delimiter() -> Result<(), PatternError> {
+        let p = Pattern::compile("http://a/b/<.*>", MatchingStrategy::Regexp)?;
+        assert_eq!(p.literal_prefix(), "http://a/b/");
+        let p = Pattern::compile("<.*>", MatchingStrategy::Regexp)?;
+        assert_eq!(p.literal_prefix(), "");
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+fn main() -> std::process::ExitCode { portcullis_gateway::cli::main() }
