@@ -4,11 +4,13 @@
 //! (`Rule`) and identity replicas (`IdentitySchema`). The YAML manifests are generated from
 //! these types by the `crdgen` binary.
 
+mod conversion;
 mod identity_schema;
 mod rule;
 mod schema;
 mod yaml;
 
+pub use conversion::{DEFAULT_AUTHENTICATOR, DEFAULT_AUTHORIZER, DEFAULT_MUTATOR};
 pub use identity_schema::{IdentitySchema, IdentitySchemaSpec, IdentitySchemaStatus};
 pub use rule::{HTTP_METHODS, Handler, Rule, RuleMatch, RuleSpec, RuleStatus, Upstream};
 pub use yaml::{RenderError, rendered_crds};
