@@ -1,0 +1,540 @@
+//! Invariants of the Helm chart `charts/portcullis`, checked over the parsed output of
+//! `helm template` for every values file in `charts/portcullis/ci/` (plus test data here):
+//! workloads carry probes, resources and a restrictive securityContext; no Secret value leaks
+//! into a ConfigMap; the operator's RBAC equals `operator/rbac.yaml`; the rendered CRDs equal
+//! the generated ones in `charts/portcullis/files/crds/`.
+//!
+//! `helm` comes from PATH or from the cache `charts/test.sh` fills (`target/tools/bin/helm`,
+//! or `$PORTCULLIS_TOOLS_DIR/bin/helm`). Without it the tests print why and pass, unless `CI`
+//! is set: then a missing helm is a failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use base64::Engine;
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("charts/portcullis")
+}
+
+/// The helm binary, or `None` (after saying why) when the test should be skipped.
+fn helm() -> Result<Option<PathBuf>> {
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("helm"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let tools = std::env::var_os("PORTCULLIS_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/tools"));
+    let cached = tools.join("bin/helm");
+    if let Some(found) = on_path
+        .into_iter()
+        .chain([cached.clone()])
+        .find(|p| p.is_file())
+    {
+        return Ok(Some(found));
+    }
+    if std::env::var_os("CI").is_some() {
+        bail!(
+            "helm not found on PATH nor at {}; run `bash charts/test.sh --tools` first",
+            cached.display()
+        );
+    }
+    eprintln!(
+        "skipping: helm not found on PATH nor at {} (run `bash charts/test.sh --tools`)",
+        cached.display()
+    );
+    Ok(None)
+}
+
+/// The values files the chart is tested with.
+fn values_files() -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(chart_dir().join("ci")).context("read charts/portcullis/ci")? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files.push(test_data("secrets-in-config.yaml"));
+    files.sort();
+    ensure!(
+        files.len() >= 4,
+        "expected several values files, found {files:?}"
+    );
+    Ok(files)
+}
+
+fn test_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/chart-data")
+        .join(name)
+}
+
+/// `helm template` with the given values file and `--set` flags, parsed into one JSON value per
+/// YAML document (empty documents dropped).
+fn render(helm: &Path, values: &Path, sets: &[&str]) -> Result<Vec<Value>> {
+    let mut cmd = Command::new(helm);
+    cmd.args(["template", "portcullis"])
+        .arg(chart_dir())
+        .args([
+            "--namespace",
+            "portcullis",
+            "--kube-version",
+            "1.33.0",
+            "-f",
+        ])
+        .arg(values);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("run {}", helm.display()))?;
+    ensure!(
+        out.status.success(),
+        "helm template -f {} failed: {}",
+        values.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).context("helm output is not UTF-8")?;
+    parse_documents(&text).with_context(|| format!("parse helm template -f {}", values.display()))
+}
+
+fn parse_documents(text: &str) -> Result<Vec<Value>> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text)?;
+    Ok(docs.into_iter().filter(|d| d.is_object()).collect())
+}
+
+fn kind(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or_default()
+}
+
+fn name(doc: &Value) -> String {
+    format!(
+        "{}/{}",
+        kind(doc),
+        doc["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// The pod spec of a workload object, if it is one.
+fn pod_spec(doc: &Value) -> Option<&Value> {
+    match kind(doc) {
+        "Deployment" | "StatefulSet" | "Job" | "DaemonSet" => {
+            Some(&doc["spec"]["template"]["spec"])
+        }
+        "Pod" => Some(&doc["spec"]),
+        _ => None,
+    }
+}
+
+fn containers(spec: &Value, field: &str) -> Vec<Value> {
+    spec[field].as_array().cloned().unwrap_or_default()
+}
+
+/// Problems with one container's resources and securityContext (the pod's context counts for
+/// `runAsNonRoot`).
+fn container_problems(object: &str, pod: &Value, c: &Value) -> Vec<String> {
+    let who = format!("{object} container {}", c["name"].as_str().unwrap_or("?"));
+    let mut problems = Vec::new();
+    let resources = &c["resources"];
+    if resources["requests"]["memory"].is_null() || resources["requests"]["cpu"].is_null() {
+        problems.push(format!("{who}: no cpu/memory requests"));
+    }
+    if resources["limits"]["memory"].is_null() {
+        problems.push(format!("{who}: no memory limit"));
+    }
+    let sc = &c["securityContext"];
+    let non_root = sc["runAsNonRoot"]
+        .as_bool()
+        .or(pod["securityContext"]["runAsNonRoot"].as_bool());
+    if non_root != Some(true) {
+        problems.push(format!("{who}: runAsNonRoot is not true"));
+    }
+    if sc["allowPrivilegeEscalation"] != Value::Bool(false) {
+        problems.push(format!("{who}: allowPrivilegeEscalation is not false"));
+    }
+    if sc["privileged"] == Value::Bool(true) {
+        problems.push(format!("{who}: privileged"));
+    }
+    if sc["readOnlyRootFilesystem"] != Value::Bool(true) {
+        problems.push(format!("{who}: readOnlyRootFilesystem is not true"));
+    }
+    let drops_all = sc["capabilities"]["drop"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|c| c == "ALL"));
+    if !drops_all {
+        problems.push(format!("{who}: capabilities.drop lacks ALL"));
+    }
+    if sc["capabilities"]["add"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        problems.push(format!("{who}: adds capabilities"));
+    }
+    problems
+}
+
+#[test]
+fn every_workload_has_probes_resources_and_a_restrictive_security_context() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let mut problems = Vec::new();
+    let mut deployments = 0;
+    for values in values_files()? {
+        for doc in render(&helm, &values, &[])? {
+            let Some(pod) = pod_spec(&doc) else { continue };
+            let object = format!("{} ({})", name(&doc), values.display());
+            if kind(&doc) == "Deployment" {
+                deployments += 1;
+            }
+            for c in containers(pod, "containers") {
+                if matches!(kind(&doc), "Deployment" | "StatefulSet") {
+                    for probe in ["livenessProbe", "readinessProbe"] {
+                        if c[probe].is_null() {
+                            problems.push(format!("{object}: container has no {probe}"));
+                        }
+                    }
+                }
+                problems.extend(container_problems(&object, pod, &c));
+            }
+            for c in containers(pod, "initContainers") {
+                problems.extend(container_problems(&object, pod, &c));
+            }
+            if pod["hostNetwork"] == Value::Bool(true) || pod["hostPID"] == Value::Bool(true) {
+                problems.push(format!("{object}: uses host namespaces"));
+            }
+        }
+    }
+    ensure!(
+        deployments >= 3,
+        "expected gateway, identity and operator Deployments"
+    );
+    ensure!(
+        problems.is_empty(),
+        "workload problems:\n{}",
+        problems.join("\n")
+    );
+    Ok(())
+}
+
+/// Every decoded value of every Secret in the render (length ≥ 8, so that short words such as
+/// `true` cannot match by accident).
+fn secret_values(docs: &[Value]) -> Result<Vec<(String, String)>> {
+    let mut values = Vec::new();
+    for doc in docs.iter().filter(|d| kind(d) == "Secret") {
+        for (key, v) in doc["data"].as_object().into_iter().flatten() {
+            let encoded = v
+                .as_str()
+                .with_context(|| format!("{} {key}: not a string", name(doc)))?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .with_context(|| format!("{} {key}: not base64", name(doc)))?;
+            values.push((
+                format!("{} {key}", name(doc)),
+                String::from_utf8_lossy(&raw).into_owned(),
+            ));
+        }
+        for (key, v) in doc["stringData"].as_object().into_iter().flatten() {
+            values.push((
+                format!("{} {key}", name(doc)),
+                v.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    Ok(values.into_iter().filter(|(_, v)| v.len() >= 8).collect())
+}
+
+#[test]
+fn no_secret_value_appears_in_a_config_map() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let mut leaks = Vec::new();
+    let mut checked = 0;
+    for values in values_files()? {
+        let docs = render(&helm, &values, &[])?;
+        let secrets = secret_values(&docs)?;
+        checked += secrets.len();
+        for cm in docs.iter().filter(|d| kind(d) == "ConfigMap") {
+            let text = serde_json::to_string(&cm["data"])?;
+            for (origin, secret) in &secrets {
+                // Compare on the JSON-escaped form too, as the ConfigMap text is JSON here.
+                let escaped = serde_json::to_string(secret)?;
+                let escaped = escaped.trim_matches('"');
+                if text.contains(secret.as_str()) || text.contains(escaped) {
+                    leaks.push(format!(
+                        "{origin} appears in {} ({})",
+                        name(cm),
+                        values.display()
+                    ));
+                }
+            }
+        }
+    }
+    ensure!(checked > 0, "no Secret values rendered at all");
+    ensure!(
+        leaks.is_empty(),
+        "secrets in ConfigMaps:\n{}",
+        leaks.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn secrets_put_in_the_config_values_are_stripped_from_the_config_map() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let docs = render(&helm, &test_data("secrets-in-config.yaml"), &[])?;
+    let config = docs
+        .iter()
+        .find(|d| kind(d) == "ConfigMap" && d["data"]["kratos.yml"].is_string())
+        .context("no identity ConfigMap")?;
+    let text = config["data"]["kratos.yml"].as_str().unwrap_or_default();
+    ensure!(!text.contains("dsn:"), "kratos.yml keeps a dsn:\n{text}");
+    ensure!(
+        !text.contains("do-not-leak"),
+        "kratos.yml keeps a secret:\n{text}"
+    );
+    Ok(())
+}
+
+/// RBAC rules as a set of (apiGroup, resource, verb) triples.
+fn rule_triples(rules: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    for rule in rules.as_array().into_iter().flatten() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    out.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rbac_triples(docs: &[Value]) -> BTreeSet<(String, String, String)> {
+    docs.iter()
+        .filter(|d| matches!(kind(d), "ClusterRole" | "Role"))
+        .flat_map(|d| rule_triples(&d["rules"]))
+        .collect()
+}
+
+#[test]
+fn operator_rbac_equals_operator_rbac_yaml() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let committed = repo_root().join("operator/rbac.yaml");
+    if !committed.is_file() {
+        eprintln!("skipping: {} does not exist yet", committed.display());
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&committed)?;
+    let expected = rbac_triples(&parse_documents(&text)?);
+    ensure!(
+        !expected.is_empty(),
+        "{} has no Role/ClusterRole rules",
+        committed.display()
+    );
+    let compat = expected
+        .iter()
+        .any(|(group, _, _)| group == "oathkeeper.ory.sh");
+    let set = format!("operator.oathkeeperCompat={compat}");
+    let rendered: Vec<Value> = render(&helm, &chart_dir().join("ci/default.yaml"), &[&set])?
+        .into_iter()
+        .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        .collect();
+    let actual = rbac_triples(&rendered);
+    let missing: Vec<_> = expected.difference(&actual).collect();
+    let extra: Vec<_> = actual.difference(&expected).collect();
+    ensure!(
+        missing.is_empty() && extra.is_empty(),
+        "chart RBAC differs from operator/rbac.yaml\n  missing in chart: {missing:?}\n  only in chart: {extra:?}"
+    );
+    Ok(())
+}
+
+/// A CRD without what the chart adds on top of the generated file (its labels and the keep
+/// annotation), so the two can be compared.
+fn without_chart_metadata(mut crd: Value, chart_labels: &BTreeMap<String, Value>) -> Value {
+    let meta = &mut crd["metadata"];
+    for field in ["labels", "annotations"] {
+        if let Some(map) = meta[field].as_object_mut() {
+            map.retain(|k, v| k != "helm.sh/resource-policy" && chart_labels.get(k) != Some(v));
+        }
+        if meta[field].as_object().is_some_and(|m| m.is_empty())
+            && let Some(m) = meta.as_object_mut()
+        {
+            m.remove(field);
+        }
+    }
+    crd
+}
+
+#[test]
+fn rendered_crds_equal_the_generated_ones() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let dir = chart_dir().join("files/crds");
+    let mut generated = BTreeMap::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                for crd in parse_documents(&std::fs::read_to_string(&path)?)? {
+                    let crd_name = crd["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    generated.insert(crd_name, crd);
+                }
+            }
+        }
+    }
+    if generated.is_empty() {
+        eprintln!("skipping: no generated CRDs in {} yet", dir.display());
+        return Ok(());
+    }
+    let docs = render(&helm, &chart_dir().join("ci/default.yaml"), &[])?;
+    let deployment = docs
+        .iter()
+        .find(|d| kind(d) == "Deployment")
+        .context("no Deployment rendered")?;
+    let chart_labels: BTreeMap<String, Value> = deployment["metadata"]["labels"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let mut rendered = BTreeMap::new();
+    for crd in docs
+        .into_iter()
+        .filter(|d| kind(d) == "CustomResourceDefinition")
+    {
+        ensure!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep",
+            "{} lacks helm.sh/resource-policy: keep",
+            name(&crd)
+        );
+        let crd_name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        rendered.insert(crd_name, without_chart_metadata(crd, &chart_labels));
+    }
+    ensure!(
+        rendered.keys().eq(generated.keys()),
+        "rendered CRDs {:?} != generated {:?}",
+        rendered.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>()
+    );
+    for (crd_name, crd) in &generated {
+        ensure!(
+            rendered.get(crd_name) == Some(crd),
+            "CRD {crd_name} differs from {}",
+            dir.display()
+        );
+    }
+    let off = render(
+        &helm,
+        &chart_dir().join("ci/default.yaml"),
+        &["crds.enabled=false"],
+    )?;
+    ensure!(
+        !off.iter().any(|d| kind(d) == "CustomResourceDefinition"),
+        "crds.enabled=false still renders CRDs"
+    );
+    Ok(())
+}
+
+#[test]
+fn generated_secrets_are_release_objects_kept_on_uninstall() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let docs = render(&helm, &chart_dir().join("ci/default.yaml"), &[])?;
+    let secrets: Vec<&Value> = docs.iter().filter(|d| kind(d) == "Secret").collect();
+    ensure!(
+        secrets.len() >= 3,
+        "expected identity, signing-key and stream-token Secrets"
+    );
+    for secret in secrets {
+        let annotations = &secret["metadata"]["annotations"];
+        ensure!(
+            annotations["helm.sh/hook"].is_null(),
+            "{} is a hook",
+            name(secret)
+        );
+        ensure!(
+            annotations["helm.sh/resource-policy"] == "keep",
+            "{} is not kept",
+            name(secret)
+        );
+    }
+    let existing = render(&helm, &chart_dir().join("ci/existing-secrets.yaml"), &[])?;
+    let generated: Vec<String> = existing
+        .iter()
+        .filter(|d| kind(d) == "Secret")
+        .map(name)
+        .collect();
+    ensure!(
+        generated.is_empty(),
+        "existing secrets configured, yet rendered {generated:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn migration_job_is_a_pre_install_hook_only_for_an_external_database() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let hook_jobs = |docs: &[Value]| -> usize {
+        docs.iter()
+            .filter(|d| kind(d) == "Job")
+            .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade")
+            .count()
+    };
+    let external = render(&helm, &chart_dir().join("ci/production.yaml"), &[])?;
+    ensure!(
+        hook_jobs(&external) == 1,
+        "external database: expected one migration hook Job"
+    );
+    let bundled = render(&helm, &chart_dir().join("ci/bundled-postgres.yaml"), &[])?;
+    ensure!(
+        hook_jobs(&bundled) == 0,
+        "bundled database: the hook would run before it exists"
+    );
+    let identity = bundled
+        .iter()
+        .find(|d| kind(d) == "Deployment" && d["metadata"]["name"] == "portcullis-identity")
+        .context("no identity Deployment")?;
+    let init = &identity["spec"]["template"]["spec"]["initContainers"][0]["args"];
+    ensure!(
+        *init == serde_json::json!(["migrate", "sql", "-e", "--yes"]),
+        "no migrate initContainer"
+    );
+    Ok(())
+}
+
+#[test]
+fn values_schema_rejects_unknown_keys() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    let result = render(
+        &helm,
+        &chart_dir().join("ci/default.yaml"),
+        &["gateway.replicas=3"],
+    );
+    ensure!(
+        result.is_err(),
+        "a misspelt key (gateway.replicas) was accepted"
+    );
+    Ok(())
+}
