@@ -217,6 +217,9 @@ startupProbe:
     secretKeyRef:
       name: {{ include "portcullis.streamTokenSecretName" $root }}
       key: token
+# The last good snapshot, on the pod's emptyDir, served while the operator is unreachable.
+- name: PORTCULLIS_STREAM_CACHE
+  value: {{ printf "/var/lib/portcullis/%s.snapshot.json" (index . 1) | quote }}
 {{- end }}
 {{- end }}
 
