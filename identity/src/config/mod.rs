@@ -1,0 +1,474 @@
+//! The kratos.yml this service reads: file parsing (YAML or JSON), environment overrides in Ory's
+//! style, defaults in one place, and warnings for keys we do not implement.
+
+pub mod overrides;
+pub mod units;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML or JSON: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The parsed config file, after environment overrides. Field names are Kratos' keys.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub dsn: Option<String>,
+    pub serve: Serve,
+    pub identity: IdentityConfig,
+    pub selfservice: SelfService,
+    pub secrets: Secrets,
+    pub hashers: Hashers,
+    pub session: SessionConfig,
+    pub cookies: Cookies,
+    pub log: LogConfig,
+    /// The folder the config file lives in; relative `file://` URLs resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Serve {
+    pub public: Listener,
+    pub admin: Listener,
+}
+
+impl Default for Serve {
+    fn default() -> Self {
+        Self {
+            public: Listener {
+                port: 4433,
+                ..Listener::default()
+            },
+            admin: Listener {
+                port: 4434,
+                ..Listener::default()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Listener {
+    pub base_url: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            host: "0.0.0.0".to_owned(),
+            port: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IdentityConfig {
+    pub default_schema_id: String,
+    pub schemas: Vec<SchemaRef>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            default_schema_id: "default".to_owned(),
+            schemas: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SchemaRef {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct SelfService {
+    pub default_browser_return_url: Option<String>,
+    pub allowed_return_urls: Vec<String>,
+    pub methods: Methods,
+    pub flows: Flows,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Methods {
+    pub password: PasswordMethod,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PasswordMethod {
+    pub enabled: bool,
+    pub config: PasswordPolicy,
+}
+
+impl Default for PasswordMethod {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            config: PasswordPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PasswordPolicy {
+    pub min_password_length: usize,
+    pub identifier_similarity_check_enabled: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_password_length: 8,
+            identifier_similarity_check_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Flows {
+    pub registration: FlowConfig,
+    pub login: FlowConfig,
+    pub logout: LogoutFlow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FlowConfig {
+    pub enabled: bool,
+    pub ui_url: Option<String>,
+    pub lifespan: String,
+    pub after: AfterConfig,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ui_url: None,
+            lifespan: "1h".to_owned(),
+            after: AfterConfig::default(),
+        }
+    }
+}
+
+impl FlowConfig {
+    /// The flow lifespan; an unparsable value was rejected by [`Config::validate`].
+    pub fn lifespan(&self) -> Duration {
+        units::parse_duration(&self.lifespan).unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct AfterConfig {
+    pub default_browser_return_url: Option<String>,
+    pub hooks: Vec<Hook>,
+    pub password: MethodAfter,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct MethodAfter {
+    pub default_browser_return_url: Option<String>,
+    pub hooks: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Hook {
+    pub hook: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct LogoutFlow {
+    pub after: LogoutAfter,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct LogoutAfter {
+    pub default_browser_return_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Secrets {
+    pub default: Vec<String>,
+    pub cookie: Vec<String>,
+    pub cipher: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Hashers {
+    pub algorithm: Option<String>,
+    pub argon2: Argon2Config,
+}
+
+/// Argon2id parameters. Defaults: 64 MiB, 1 iteration, 1 lane, 16-byte salt, 32-byte key,
+/// at most as many concurrent hashes as CPUs (memory × concurrency must fit the pod).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Argon2Config {
+    pub memory: Value,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub salt_length: u32,
+    pub key_length: u32,
+    /// Portcullis addition: how many hashes may run at once.
+    pub concurrency: Option<u32>,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Self {
+            memory: Value::String("64MB".to_owned()),
+            iterations: 1,
+            parallelism: 1,
+            salt_length: 16,
+            key_length: 32,
+            concurrency: None,
+        }
+    }
+}
+
+impl Argon2Config {
+    /// Memory cost in KiB; numbers are bytes, strings take units (`128MB`).
+    pub fn memory_kib(&self) -> Option<u32> {
+        match &self.memory {
+            Value::Number(n) => n.as_u64().and_then(|b| u32::try_from(b / 1024).ok()),
+            Value::String(s) => units::parse_kib(s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    pub lifespan: String,
+    pub cookie: SessionCookie,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            lifespan: "24h".to_owned(),
+            cookie: SessionCookie::default(),
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn lifespan(&self) -> Duration {
+        units::parse_duration(&self.lifespan).unwrap_or(Duration::from_secs(86400))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionCookie {
+    pub name: String,
+    pub domain: Option<String>,
+    pub path: Option<String>,
+    pub same_site: Option<String>,
+    pub secure: Option<bool>,
+    pub persistent: bool,
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        Self {
+            name: "ory_kratos_session".to_owned(),
+            domain: None,
+            path: None,
+            same_site: None,
+            secure: None,
+            persistent: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Cookies {
+    pub domain: Option<String>,
+    pub path: Option<String>,
+    pub same_site: Option<String>,
+    pub secure: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct LogConfig {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+impl Config {
+    /// Reads a kratos.yml (YAML or JSON) and applies the process environment.
+    /// Returns the config and one warning per key that is not implemented.
+    pub fn load(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_str_with_env(&text, base_dir, &|name| std::env::var(name).ok()).map_err(|err| {
+            match err {
+                ConfigError::Parse { message, .. } => ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                },
+                other => other,
+            }
+        })
+    }
+
+    /// Parses config text with an explicit environment (tests pass their own).
+    pub fn from_str_with_env(
+        text: &str,
+        base_dir: PathBuf,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let mut root: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })?
+        };
+        if root.is_null() {
+            root = Value::Object(Default::default());
+        }
+        let warnings = overrides::unsupported_keys(&root)
+            .into_iter()
+            .map(|key| {
+                format!("config key `{key}` is not supported by portcullis-identity and is ignored")
+            })
+            .collect();
+        overrides::apply_env(&mut root, env);
+        let mut config: Config =
+            serde_json::from_value(root).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.base_dir = base_dir;
+        config.validate()?;
+        Ok((config, warnings))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            (
+                "selfservice.flows.registration.lifespan",
+                &self.selfservice.flows.registration.lifespan,
+            ),
+            (
+                "selfservice.flows.login.lifespan",
+                &self.selfservice.flows.login.lifespan,
+            ),
+            ("session.lifespan", &self.session.lifespan),
+        ] {
+            if units::parse_duration(value).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: `{value}` is not a duration like 1h or 30m"
+                )));
+            }
+        }
+        if self.hashers.argon2.memory_kib().is_none() {
+            return Err(ConfigError::Invalid(
+                "hashers.argon2.memory: expected a size like 64MB".to_owned(),
+            ));
+        }
+        if let Some(alg) = &self.hashers.algorithm
+            && alg != "argon2"
+        {
+            tracing::warn!(
+                algorithm = %alg,
+                "hashers.algorithm: only argon2 is written; other algorithms are verified on import"
+            );
+        }
+        for (key, list) in [
+            ("secrets.default", &self.secrets.default),
+            ("secrets.cookie", &self.secrets.cookie),
+        ] {
+            if list.iter().any(|s| s.len() < 16) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: every secret must be at least 16 characters long"
+                )));
+            }
+        }
+        if self.secrets.cipher.iter().any(|s| s.len() != 32) {
+            return Err(ConfigError::Invalid(
+                "secrets.cipher: every secret must be exactly 32 characters long".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hook names configured after a successful registration with a password.
+    pub fn registration_issues_session(&self) -> bool {
+        let after = &self.selfservice.flows.registration.after;
+        after
+            .password
+            .hooks
+            .iter()
+            .chain(after.hooks.iter())
+            .any(|h| h.hook == "session")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_kratos() {
+        let (config, warnings) =
+            Config::from_str_with_env("", PathBuf::from("."), &|_| None).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(config.serve.public.port, 4433);
+        assert_eq!(config.serve.admin.port, 4434);
+        assert_eq!(config.session.cookie.name, "ory_kratos_session");
+        assert_eq!(config.session.lifespan(), Duration::from_secs(86400));
+        assert_eq!(config.identity.default_schema_id, "default");
+    }
+
+    #[test]
+    fn short_secrets_are_rejected() {
+        let err =
+            Config::from_str_with_env("secrets: {cookie: [short]}", PathBuf::new(), &|_| None)
+                .unwrap_err();
+        assert!(err.to_string().contains("secrets.cookie"));
+    }
+}

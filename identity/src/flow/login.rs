@@ -1,0 +1,237 @@
+//! Login with the password method: create (`/self-service/login/{api,browser}`), submit
+//! (`POST /self-service/login?flow=`). Unknown identifiers and wrong passwords give the same
+//! message (4000006) after the same amount of hashing work.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{FlowKind, FlowType, add_message, clear_messages, input_node, set_value};
+use crate::clock::now_ms;
+use crate::http::error::ApiError;
+use crate::http::negotiate::is_json_request;
+use crate::password::Password;
+use crate::schema::normalize_identifier;
+use crate::session::session_json;
+use crate::state::AppState;
+use crate::text::Message;
+
+const KIND: FlowKind = FlowKind::Login;
+
+/// The unified password login layout.
+pub fn nodes() -> Vec<Value> {
+    vec![
+        input_node(
+            "default",
+            "identifier",
+            "text",
+            None,
+            true,
+            None,
+            Some(Message::label_id()),
+        ),
+        input_node(
+            "password",
+            "password",
+            "password",
+            None,
+            true,
+            Some("current-password"),
+            Some(Message::label_password()),
+        ),
+        input_node(
+            "password",
+            "method",
+            "submit",
+            Some(json!("password")),
+            false,
+            None,
+            Some(Message::label_sign_in()),
+        ),
+    ]
+}
+
+/// `GET /self-service/login/api`.
+pub async fn create_api(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+) -> Response {
+    create(state, uri, query, headers, FlowType::Api).await
+}
+
+/// `GET /self-service/login/browser`.
+pub async fn create_browser(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+) -> Response {
+    create(state, uri, query, headers, FlowType::Browser).await
+}
+
+async fn create(
+    state: AppState,
+    uri: OriginalUri,
+    query: Value,
+    headers: HeaderMap,
+    flow_type: FlowType,
+) -> Response {
+    let return_to = match super::check_return_to(&state, &query) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let refresh = query.get("refresh").and_then(Value::as_str) == Some("true");
+    if !refresh {
+        match state.current_session(&headers).await {
+            Ok(Some(_)) => {
+                return super::registration::already_signed_in(
+                    &state, flow_type, &headers, return_to,
+                );
+            }
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
+    }
+    let (csrf, cookie) = super::csrf_for_request(&state, &headers);
+    let cookies: Vec<String> = match flow_type {
+        FlowType::Browser => cookie.into_iter().collect(),
+        FlowType::Api => Vec::new(),
+    };
+    let request_url = format!("{}{}", state.settings.public_base, uri.0);
+    match super::create(&state, KIND, flow_type, request_url, return_to, csrf).await {
+        Ok(record) => super::created_response(&state, KIND, &record, &headers, &cookies),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /self-service/login/flows?id=`.
+pub async fn get_flow(
+    State(state): State<AppState>,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+) -> Response {
+    super::fetch(
+        &state,
+        KIND,
+        &headers,
+        query.get("id").and_then(Value::as_str),
+    )
+    .await
+}
+
+/// `POST /self-service/login?flow=`.
+pub async fn submit(
+    State(state): State<AppState>,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match super::parse_body(&headers, &body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let flow_id = query.get("flow").and_then(Value::as_str);
+    let mut record = match super::begin_submit(&state, KIND, &headers, flow_id, &body).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let flow_type = if record.flow_type == "browser" {
+        FlowType::Browser
+    } else {
+        FlowType::Api
+    };
+    clear_messages(&mut record.ui);
+    if body.get("method").and_then(Value::as_str) != Some("password") {
+        add_message(&mut record.ui, None, Message::unknown_method());
+        return super::flow_failed(&state, KIND, record, &headers).await;
+    }
+    if !state.settings.password_enabled {
+        return ApiError::not_found("This endpoint was disabled by system administrator. Please check your url or contact the system administrator to enable it.").into_response();
+    }
+    let identifier = body
+        .get("identifier")
+        .or_else(|| body.get("password_identifier"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    set_value(&mut record.ui, "identifier", json!(identifier));
+    let password = Password::new(
+        body.get("password")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let normalized = normalize_identifier(&identifier);
+    let found = if normalized.is_empty() {
+        None
+    } else {
+        match state
+            .store
+            .identity_by_identifier("password", &normalized)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    };
+    let stored_hash = found
+        .as_ref()
+        .and_then(|(_, config)| config.get("hashed_password"))
+        .and_then(Value::as_str);
+    let verified = state.hasher.verify(&password, stored_hash).await;
+    let identity = match found {
+        Some((identity, _)) if verified => identity,
+        _ => {
+            add_message(&mut record.ui, None, Message::invalid_credentials());
+            return super::flow_failed(&state, KIND, record, &headers).await;
+        }
+    };
+    if identity.state != "active" {
+        add_message(&mut record.ui, None, Message::identity_disabled());
+        return super::flow_failed(&state, KIND, record, &headers).await;
+    }
+    let (session, token) = match state.issue_session(identity.id, "password", &headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let now = now_ms();
+    if let Err(e) = state
+        .store
+        .update_flow(record.id, "passed_challenge", &record.ui, now)
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    tracing::info!(identity = %identity.id, session = %session.id, "login succeeded");
+    let session_body = session_json(&session, &identity, &state.settings.public_base, now);
+    match flow_type {
+        FlowType::Api => super::no_cache(
+            axum::Json(json!({
+                "session": session_body,
+                "session_token": token.expose(),
+                "continue_with": null,
+            }))
+            .into_response(),
+        ),
+        FlowType::Browser => {
+            let cookies = [super::session_cookie(&state, token.expose())];
+            let target =
+                super::return_url(&state, &record, state.settings.login_return_url.as_ref());
+            if !is_json_request(&headers) {
+                return super::with_cookies(super::see_other(&target), &cookies);
+            }
+            let result = json!({
+                "session": session_body,
+                "continue_with": [{"action": "redirect_browser_to", "redirect_browser_to": target}],
+            });
+            super::no_cache(super::with_cookies(
+                axum::Json(result).into_response(),
+                &cookies,
+            ))
+        }
+    }
+}

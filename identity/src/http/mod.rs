@@ -1,0 +1,148 @@
+//! The two HTTP routers: the public API (self-service flows, whoami, schemas, built-in UI) and
+//! the admin API, plus the endpoints both share (health, version).
+
+pub mod error;
+pub mod negotiate;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get};
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::flow;
+use crate::session::session_json;
+use crate::state::AppState;
+use error::ApiError;
+
+/// Kratos caps request bodies at 5 MB.
+const BODY_LIMIT: usize = 5 * 1024 * 1024;
+
+/// The version reported at `/version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The public router (port 4433).
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health/alive", get(alive))
+        .route("/health/ready", get(ready))
+        .route("/version", get(version))
+        .route(
+            "/self-service/registration/api",
+            get(flow::registration::create_api),
+        )
+        .route(
+            "/self-service/registration/browser",
+            get(flow::registration::create_browser),
+        )
+        .route(
+            "/self-service/registration/flows",
+            get(flow::registration::get_flow),
+        )
+        .route(
+            "/self-service/registration",
+            get(flow::registration::submit).post(flow::registration::submit),
+        )
+        .route("/self-service/login/api", get(flow::login::create_api))
+        .route(
+            "/self-service/login/browser",
+            get(flow::login::create_browser),
+        )
+        .route("/self-service/login/flows", get(flow::login::get_flow))
+        .route(
+            "/self-service/login",
+            get(flow::login::submit).post(flow::login::submit),
+        )
+        .route(
+            "/self-service/logout/browser",
+            get(flow::logout::create_browser),
+        )
+        .route("/self-service/logout", get(flow::logout::perform_browser))
+        .route(
+            "/self-service/logout/api",
+            delete(flow::logout::perform_api),
+        )
+        .route("/sessions/whoami", any(whoami))
+        .route("/schemas", get(list_schemas))
+        .route("/schemas/{id}", get(get_schema))
+        .merge(crate::ui::router())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The admin router (port 4434).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health/alive", get(alive))
+        .route("/health/ready", get(ready))
+        .route("/version", get(version))
+        .route("/admin/health/alive", get(alive))
+        .route("/admin/health/ready", get(ready))
+        .route("/admin/version", get(version))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn alive() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.ready().await {
+        Ok(true) => axum::Json(json!({"status": "ok"})).into_response(),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"errors": {"migrations": "pending migrations"}})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"errors": {"database": "the database is not reachable"}})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn version() -> Response {
+    axum::Json(json!({"version": format!("v{VERSION}")})).into_response()
+}
+
+/// `/sessions/whoami`: 200 with the session, 401 otherwise.
+async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let found = match state.current_session(&headers).await {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let Some((session, identity)) = found else {
+        return ApiError::unauthorized().into_response();
+    };
+    let body = session_json(&session, &identity, &state.settings.public_base, now_ms());
+    let mut response = axum::Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&identity.id.to_string()) {
+        response
+            .headers_mut()
+            .insert("x-kratos-authenticated-identity-id", v);
+    }
+    response
+}
+
+async fn list_schemas(State(state): State<AppState>) -> Response {
+    let list: Vec<_> = state
+        .schemas
+        .all()
+        .map(|s| json!({"id": s.id, "schema": s.raw}))
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn get_schema(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.schemas.get(&id) {
+        Some(s) => axum::Json(s.raw.clone()).into_response(),
+        None => ApiError::not_found("The requested resource could not be found").into_response(),
+    }
+}

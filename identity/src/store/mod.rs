@@ -1,0 +1,144 @@
+//! Persistence of identities, credentials, sessions and self-service flows, behind the [`Store`]
+//! trait. One implementation ([`sql::SqlStore`]) serves PostgreSQL and SQLite from the same SQL.
+
+pub mod sql;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint (identifier, external id) was violated.
+    #[error("conflicts with an existing record")]
+    Conflict,
+    /// The database could not be reached or answered with an error.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored value could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The DSN is not one we can open.
+    #[error("unsupported DSN: {0}")]
+    Dsn(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// An identity as stored. Timestamps are unix milliseconds.
+#[derive(Debug, Clone)]
+pub struct IdentityRecord {
+    pub id: Uuid,
+    pub schema_id: String,
+    pub state: String,
+    pub traits: Value,
+    pub verifiable_addresses: Value,
+    pub recovery_addresses: Value,
+    pub metadata_public: Option<Value>,
+    pub metadata_admin: Option<Value>,
+    pub external_id: Option<String>,
+    pub state_changed_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A credential to store with an identity (e.g. `password` with `{hashed_password}`).
+#[derive(Debug, Clone)]
+pub struct CredentialRecord {
+    pub kind: String,
+    pub config: Value,
+    pub identifiers: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A session as stored; the token itself is never stored, only its SHA-256.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub identity_id: Uuid,
+    pub active: bool,
+    pub aal: String,
+    pub authentication_methods: Value,
+    pub devices: Value,
+    pub issued_at: i64,
+    pub authenticated_at: i64,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A self-service flow as stored.
+#[derive(Debug, Clone)]
+pub struct FlowRecord {
+    pub id: Uuid,
+    /// `login`, `registration`, `settings`.
+    pub kind: String,
+    /// `api` or `browser`.
+    pub flow_type: String,
+    pub state: String,
+    pub request_url: String,
+    pub return_to: Option<String>,
+    /// The unmasked CSRF token the flow was created with (browser flows).
+    pub csrf_token: String,
+    pub ui: Value,
+    pub identity_id: Option<Uuid>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Storage operations the service needs. Multi-row steps run in one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks that the database answers and every migration is applied.
+    async fn ready(&self) -> Result<bool, StoreError>;
+
+    async fn insert_flow(&self, flow: &FlowRecord) -> Result<(), StoreError>;
+    async fn flow(&self, id: Uuid) -> Result<Option<FlowRecord>, StoreError>;
+    async fn update_flow(
+        &self,
+        id: Uuid,
+        state: &str,
+        ui: &Value,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts an identity with its credentials and their identifiers, atomically.
+    async fn insert_identity(
+        &self,
+        identity: &IdentityRecord,
+        credentials: &[CredentialRecord],
+    ) -> Result<(), StoreError>;
+    async fn identity(&self, id: Uuid) -> Result<Option<IdentityRecord>, StoreError>;
+    /// The identity and credential config owning a credential identifier of a given type.
+    async fn identity_by_identifier(
+        &self,
+        kind: &str,
+        identifier: &str,
+    ) -> Result<Option<(IdentityRecord, Value)>, StoreError>;
+
+    async fn insert_session(
+        &self,
+        session: &SessionRecord,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
+    /// The session for a token hash joined with its identity, in one indexed query.
+    async fn session_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError>;
+    /// Deactivates the session with this token hash; false when there is none active.
+    async fn revoke_session_by_token(&self, token_hash: &str, now: i64)
+    -> Result<bool, StoreError>;
+    async fn set_logout_token(&self, session_id: Uuid, hash: &str) -> Result<(), StoreError>;
+    /// Deactivates a session when the logout token hash belongs to it.
+    async fn revoke_session_by_logout_token(
+        &self,
+        session_id: Uuid,
+        logout_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+}
