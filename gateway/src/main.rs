@@ -1,1 +1,3 @@
-fn main() -> std::process::ExitCode { portcullis_gateway::cli::main() }
+fn main() -> std::process::ExitCode {
+    portcullis_gateway::cli::main()
+}

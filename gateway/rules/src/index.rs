@@ -44,6 +44,8 @@ pub struct Match {
     pub rule: Arc<Rule>,
     /// `MatchContext.RegexpCaptureGroups` (empty for globs).
     pub capture_groups: Vec<String>,
+    /// Position of the rule in [`RuleSet::rules`] (for per-rule data kept beside the set).
+    pub index: usize,
 }
 
 /// Why a request has no rule.
@@ -169,6 +171,7 @@ impl RuleSet {
                         found = Some(Match {
                             rule: Arc::clone(&self.rules[index]),
                             capture_groups,
+                            index,
                         });
                     }
                 }

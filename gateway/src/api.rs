@@ -1,0 +1,178 @@
+//! The API port: health, version, rules and `/decisions` (the pipeline without proxying, for
+//! ingress-nginx `auth_request`, Traefik `forwardAuth` and Envoy `ext_authz`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pipeline::Pipeline;
+use crate::pipeline::error::{ErrorResponse, PipelineError, json_response};
+use crate::pipeline::session::RequestInfo;
+
+/// The API router.
+pub fn router(pipeline: Arc<Pipeline>) -> axum::Router {
+    axum::Router::new()
+        .route("/health/alive", get(alive))
+        .route("/health/ready", get(ready))
+        .route("/version", get(version))
+        .route("/rules", get(list_rules))
+        .route("/rules/{id}", get(get_rule))
+        .route("/decisions", any(decisions))
+        .route("/decisions/", any(decisions))
+        .route("/decisions/{*rest}", any(decisions))
+        .fallback(not_found)
+        .with_state(pipeline)
+}
+
+async fn alive() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(pipeline): State<Arc<Pipeline>>) -> Response {
+    if pipeline.is_ready() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        let body = json!({"errors": {"rules_loaded": "no access rules are loaded"}});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn list_rules(State(pipeline): State<Arc<Pipeline>>, Query(page): Query<Page>) -> Response {
+    let snapshot = pipeline.snapshot();
+    let limit = page.limit.unwrap_or(50).min(500);
+    let rules: Vec<_> = snapshot
+        .rules
+        .rules()
+        .iter()
+        .skip(page.offset.unwrap_or(0))
+        .take(limit)
+        .map(|r| r.as_ref())
+        .collect();
+    Json(rules).into_response()
+}
+
+async fn get_rule(State(pipeline): State<Arc<Pipeline>>, Path(id): Path<String>) -> Response {
+    let snapshot = pipeline.snapshot();
+    match snapshot.rules.get(&id) {
+        Some(rule) => Json(rule.as_ref()).into_response(),
+        None => to_response(&json_response(
+            &PipelineError::not_found("rule not found"),
+            false,
+        )),
+    }
+}
+
+async fn not_found() -> Response {
+    to_response(&json_response(
+        &PipelineError::not_found("no such API path"),
+        false,
+    ))
+}
+
+fn to_response(error: &ErrorResponse) -> Response {
+    let mut response = Response::new(Body::from(error.body.clone()));
+    *response.status_mut() =
+        StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in &error.headers {
+        if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
+/// Rebuilds the original request from `X-Forwarded-*` (trusted unconditionally, as Oathkeeper).
+fn decision_request(request: &Request) -> RequestInfo {
+    let headers = request.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+    };
+    let method = header("x-forwarded-method")
+        .unwrap_or(request.method().as_str())
+        .to_owned();
+    let scheme = header("x-forwarded-proto")
+        .unwrap_or("http")
+        .to_ascii_lowercase();
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or_default()
+        .to_owned();
+    let raw_path = match header("x-forwarded-uri") {
+        Some(uri) => uri.split('?').next().unwrap_or_default().to_owned(),
+        None => {
+            let path = request.uri().path();
+            let rest = path.strip_prefix("/decisions").unwrap_or(path);
+            portcullis_rules::path::decode_path(rest)
+        }
+    };
+    RequestInfo {
+        method,
+        scheme,
+        host,
+        path: portcullis_rules::path::clean_path(&raw_path),
+        query: request.uri().query().map(str::to_owned),
+        headers: headers.clone(),
+    }
+}
+
+const NOT_ECHOED: &[&str] = &["content-length", "transfer-encoding", "connection", "host"];
+
+async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> Response {
+    let req = decision_request(&request);
+    match pipeline.decide(&req).await {
+        Ok(decision) => {
+            tracing::debug!(rule_id = %decision.rule.id, granted = true, "decision");
+            let mut response = Response::new(Body::empty());
+            let out = response.headers_mut();
+            if decision.echo_request_headers {
+                for (name, value) in req.headers.iter() {
+                    if !NOT_ECHOED.contains(&name.as_str()) {
+                        out.append(name.clone(), value.clone());
+                    }
+                }
+            }
+            for (name, value) in &decision.session.header {
+                if let (Ok(n), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    out.insert(n, v);
+                }
+            }
+            response
+        }
+        Err(refusal) => {
+            tracing::info!(
+                rule_id = refusal.rule.as_ref().map(|r| r.id.as_str()).unwrap_or(""),
+                granted = false,
+                status = refusal.error.status,
+                reason = %refusal.error.reason,
+                "decision"
+            );
+            to_response(&pipeline.error_response(&refusal))
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The gateway configuration: Oathkeeper's `oathkeeper.yml` keys, with Ory-style env overrides.
+//!
+//! The file is read leniently like Oathkeeper's (YAML or JSON). Every key we do not implement
+//! produces exactly one warning naming it; nothing is ignored silently. Environment variables
+//! override file values: the key path upper-cased with `_` (`SERVE_PROXY_PORT`, `LOG_LEVEL`,
+//! `ACCESS_RULES_REPOSITORIES=a,b`, `AUTHENTICATORS_JWT_ENABLED`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use portcullis_rules::MatchingStrategy;
+use portcullis_rules::handlers::HandlerKind;
+use serde_json::{Map, Value};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {error}")]
+    Read {
+        /// The config file.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The file is not valid YAML/JSON.
+    #[error("{path}: not valid YAML or JSON: {message}")]
+    Syntax {
+        /// The config file.
+        path: String,
+        /// The parser's first line.
+        message: String,
+    },
+    /// A key has a wrong value.
+    #[error("{path}: key {key}: {message}")]
+    Invalid {
+        /// The config file (or `environment`).
+        path: String,
+        /// The key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A listener address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// Host to bind (empty: all interfaces, as Oathkeeper).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Listen {
+    /// `host:port`, with `0.0.0.0` for an empty host.
+    pub fn addr(&self) -> String {
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Global `enabled` + `config` of one handler.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HandlerSettings {
+    /// `<kind>.<id>.enabled`.
+    pub enabled: bool,
+    /// `<kind>.<id>.config` (an object, possibly empty).
+    pub config: Value,
+}
+
+/// The parsed gateway configuration.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// `serve.proxy`.
+    pub proxy: Listen,
+    /// `serve.proxy.trust_forwarded_headers`.
+    pub trust_forwarded_headers: bool,
+    /// `serve.api`.
+    pub api: Listen,
+    /// `access_rules.repositories`, resolved to local paths.
+    pub repositories: Vec<PathBuf>,
+    /// `access_rules.matching_strategy`.
+    pub matching_strategy: MatchingStrategy,
+    /// Handler settings by kind and id.
+    pub handlers: BTreeMap<(KindKey, String), HandlerSettings>,
+    /// `errors.fallback`.
+    pub error_fallback: Vec<String>,
+    /// `log.level`.
+    pub log_level: Option<String>,
+    /// `log.format`.
+    pub log_format: Option<String>,
+    /// One line per unknown or unsupported key, to be logged once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// Orderable stand-in for [`HandlerKind`] in map keys.
+pub type KindKey = u8;
+
+/// The map key of a handler kind.
+pub fn kind_key(kind: HandlerKind) -> KindKey {
+    match kind {
+        HandlerKind::Authenticator => 0,
+        HandlerKind::Authorizer => 1,
+        HandlerKind::Mutator => 2,
+        HandlerKind::ErrorHandler => 3,
+    }
+}
+
+const KINDS: [HandlerKind; 4] = [
+    HandlerKind::Authenticator,
+    HandlerKind::Authorizer,
+    HandlerKind::Mutator,
+    HandlerKind::ErrorHandler,
+];
+
+impl GatewayConfig {
+    /// Reads `path`, applies `env` overrides (pass `std::env::vars()`).
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
+            path: name.clone(),
+            error,
+        })?;
+        let mut doc: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Object(Map::new())
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(_) => serde_saphyr::from_slice(&bytes).map_err(|e| ConfigError::Syntax {
+                    path: name.clone(),
+                    message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                })?,
+            }
+        };
+        if doc.is_null() {
+            doc = Value::Object(Map::new());
+        }
+        if !doc.is_object() {
+            return Err(ConfigError::Syntax {
+                path: name,
+                message: "expected a mapping at the top level".to_owned(),
+            });
+        }
+        apply_env(&mut doc, env);
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_value(&doc, &name, &base_dir)
+    }
+
+    /// Builds the config from an already parsed document.
+    pub fn from_value(doc: &Value, name: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: name.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let mut warnings = Vec::new();
+        check_known_keys(doc, &mut warnings);
+
+        let get = |p: &str| lookup(doc, p);
+        let port = |key: &str, default: u16| -> Result<u16, ConfigError> {
+            match get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| invalid(key, format!("{n} is not a port"))),
+                Some(Value::String(s)) => s
+                    .parse()
+                    .map_err(|_| invalid(key, format!("{s:?} is not a port"))),
+                Some(other) => Err(invalid(key, format!("{other} is not a port"))),
+            }
+        };
+        let string = |key: &str| -> Option<String> {
+            get(key).and_then(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        let proxy = Listen {
+            host: string("serve.proxy.host").unwrap_or_default(),
+            port: port("serve.proxy.port", 4455)?,
+        };
+        let api = Listen {
+            host: string("serve.api.host").unwrap_or_default(),
+            port: port("serve.api.port", 4456)?,
+        };
+        let trust_forwarded_headers = truthy(get("serve.proxy.trust_forwarded_headers"));
+        let matching_strategy = string("access_rules.matching_strategy")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| invalid("access_rules.matching_strategy", e))?;
+        let repositories = match get("access_rules.repositories") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => split_list(s),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(invalid(
+                        "access_rules.repositories",
+                        format!("{other} is not a string"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(invalid(
+                    "access_rules.repositories",
+                    format!("{other} is not a list"),
+                ));
+            }
+        }
+        .into_iter()
+        .map(|url| {
+            resolve_repository(&url, base_dir).map_err(|m| invalid("access_rules.repositories", m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+        let mut handlers = BTreeMap::new();
+        for kind in KINDS {
+            let section = if kind == HandlerKind::ErrorHandler {
+                "errors.handlers"
+            } else {
+                kind.section()
+            };
+            for name in kind.known_names() {
+                let key = format!("{section}.{name}");
+                let enabled = match get(&format!("{key}.enabled")) {
+                    None | Some(Value::Null) => {
+                        kind == HandlerKind::ErrorHandler && *name == "json"
+                    }
+                    Some(v) => truthy(Some(v)),
+                };
+                let config = match get(&format!("{key}.config")) {
+                    None | Some(Value::Null) => Value::Object(Map::new()),
+                    Some(v @ Value::Object(_)) => v.clone(),
+                    Some(other) => {
+                        return Err(invalid(
+                            &format!("{key}.config"),
+                            format!("{other} is not an object"),
+                        ));
+                    }
+                };
+                if enabled {
+                    portcullis_rules::handlers::check_config(kind, name, &config)
+                        .map_err(|m| invalid(&format!("{key}.config"), m))?;
+                }
+                handlers.insert(
+                    (kind_key(kind), (*name).to_owned()),
+                    HandlerSettings { enabled, config },
+                );
+            }
+        }
+        let error_fallback = match get("errors.fallback") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => split_list(s),
+            _ => vec!["json".to_owned()],
+        };
+        for name in &error_fallback {
+            if !HandlerKind::ErrorHandler
+                .known_names()
+                .contains(&name.as_str())
+            {
+                return Err(invalid(
+                    "errors.fallback",
+                    format!("unknown error handler {name:?}"),
+                ));
+            }
+        }
+        Ok(Self {
+            proxy,
+            trust_forwarded_headers,
+            api,
+            repositories,
+            matching_strategy,
+            handlers,
+            error_fallback,
+            log_level: string("log.level"),
+            log_format: string("log.format"),
+            warnings,
+        })
+    }
+
+    /// Global settings of a handler (disabled, empty config when not configured).
+    pub fn handler(&self, kind: HandlerKind, name: &str) -> HandlerSettings {
+        self.handlers
+            .get(&(kind_key(kind), name.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
+        _ => false,
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `file://` URLs and plain paths; relative paths are tried against the working directory first,
+/// then against the config file's directory.
+fn resolve_repository(url: &str, base_dir: &Path) -> Result<PathBuf, String> {
+    let path = if let Some(rest) = url.strip_prefix("file://") {
+        rest
+    } else if url.contains("://") {
+        return Err(format!(
+            "repository {url:?}: only file:// URLs and plain paths are supported"
+        ));
+    } else {
+        url
+    };
+    let path = PathBuf::from(path);
+    if path.is_relative() && !path.exists() && base_dir.join(&path).exists() {
+        return Ok(base_dir.join(path));
+    }
+    Ok(path)
+}
+
+fn lookup<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(doc, |v, key| v.get(key))
+}
+
+/// Known key tree: `*` matches any key; a leaf `""` accepts anything below it.
+const KNOWN: &[&str] = &[
+    "serve.proxy.host",
+    "serve.proxy.port",
+    "serve.proxy.trust_forwarded_headers",
+    "serve.api.host",
+    "serve.api.port",
+    "access_rules.repositories",
+    "access_rules.matching_strategy",
+    "authenticators.*.enabled",
+    "authenticators.*.config",
+    "authorizers.*.enabled",
+    "authorizers.*.config",
+    "mutators.*.enabled",
+    "mutators.*.config",
+    "errors.fallback",
+    "errors.handlers.*.enabled",
+    "errors.handlers.*.config",
+    "log.level",
+    "log.format",
+    "version",
+];
+
+fn check_known_keys(doc: &Value, warnings: &mut Vec<String>) {
+    fn walk(value: &Value, prefix: &str, warnings: &mut Vec<String>) {
+        let Some(map) = value.as_object() else { return };
+        for (key, child) in map {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if KNOWN.iter().any(|k| pattern_eq(k, &path)) {
+                continue;
+            }
+            if KNOWN.iter().any(|k| pattern_prefix(k, &path)) && child.is_object() {
+                walk(child, &path, warnings);
+            } else {
+                warnings.push(format!(
+                    "config key {path:?} is not supported by portcullis-gateway and is ignored"
+                ));
+            }
+        }
+    }
+    walk(doc, "", warnings);
+}
+
+fn pattern_eq(pattern: &str, path: &str) -> bool {
+    let (p, k): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), path.split('.').collect());
+    p.len() == k.len() && p.iter().zip(&k).all(|(a, b)| *a == "*" || a == b)
+}
+
+fn pattern_prefix(pattern: &str, path: &str) -> bool {
+    let (p, k): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), path.split('.').collect());
+    p.len() > k.len() && p.iter().zip(&k).all(|(a, b)| *a == "*" || a == b)
+}
+
+/// Env overrides for the keys we know (Ory's rule: key path upper-cased, `.` → `_`).
+fn apply_env(doc: &mut Value, env: impl IntoIterator<Item = (String, String)>) {
+    let mut paths: Vec<String> = KNOWN
+        .iter()
+        .filter(|k| !k.contains('*') && !k.ends_with(".config"))
+        .map(|k| (*k).to_owned())
+        .collect();
+    for kind in KINDS {
+        let section = if kind == HandlerKind::ErrorHandler {
+            "errors.handlers"
+        } else {
+            kind.section()
+        };
+        for name in kind.known_names() {
+            paths.push(format!("{section}.{name}.enabled"));
+        }
+    }
+    let by_env: BTreeMap<String, String> = paths
+        .into_iter()
+        .map(|p| (p.replace('.', "_").to_ascii_uppercase(), p))
+        .collect();
+    for (key, value) in env {
+        let Some(path) = by_env.get(&key) else {
+            continue;
+        };
+        let value = if path == "access_rules.repositories" || path == "errors.fallback" {
+            Value::Array(split_list(&value).into_iter().map(Value::String).collect())
+        } else {
+            Value::String(value)
+        };
+        set(doc, path, value);
+    }
+}
+
+fn set(doc: &mut Value, dotted: &str, value: Value) {
+    let mut current = doc;
+    let keys: Vec<&str> = dotted.split('.').collect();
+    for (i, key) in keys.iter().enumerate() {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Some(map) = current.as_object_mut() else {
+            return;
+        };
+        if i + 1 == keys.len() {
+            map.insert((*key).to_owned(), value);
+            return;
+        }
+        current = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_oathkeepers() -> Result<(), ConfigError> {
+        let c = GatewayConfig::from_value(&json!({}), "t", Path::new("."))?;
+        assert_eq!(c.proxy.port, 4455);
+        assert_eq!(c.api.port, 4456);
+        assert_eq!(c.matching_strategy, MatchingStrategy::Regexp);
+        assert!(c.handler(HandlerKind::ErrorHandler, "json").enabled);
+        assert!(!c.handler(HandlerKind::Authenticator, "noop").enabled);
+        assert_eq!(c.error_fallback, vec!["json"]);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_warn_once_each() -> Result<(), ConfigError> {
+        let doc = json!({
+            "serve": {"proxy": {"port": 1, "cors": {"enabled": true}}, "prometheus": {"port": 9}},
+            "tracing": {"provider": "jaeger"},
+            "authenticators": {"noop": {"enabled": true}}
+        });
+        let c = GatewayConfig::from_value(&doc, "t", Path::new("."))?;
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(c.warnings.iter().any(|w| w.contains("serve.proxy.cors")));
+        Ok(())
+    }
+
+    #[test]
+    fn env_overrides_file_values() {
+        let mut doc = json!({"serve": {"proxy": {"port": 1}}});
+        apply_env(
+            &mut doc,
+            [
+                ("SERVE_PROXY_PORT".to_owned(), "7".to_owned()),
+                (
+                    "ACCESS_RULES_REPOSITORIES".to_owned(),
+                    "a.yml,b.json".to_owned(),
+                ),
+                ("AUTHENTICATORS_NOOP_ENABLED".to_owned(), "true".to_owned()),
+                ("UNRELATED".to_owned(), "x".to_owned()),
+            ],
+        );
+        assert_eq!(doc["serve"]["proxy"]["port"], json!("7"));
+        assert_eq!(
+            doc["access_rules"]["repositories"],
+            json!(["a.yml", "b.json"])
+        );
+        assert_eq!(doc["authenticators"]["noop"]["enabled"], json!("true"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let doc = json!({"serve": {"api": {"port": "nope"}}});
+        let err = GatewayConfig::from_value(&doc, "gw.yml", Path::new(".")).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("serve.api.port")));
+        let doc =
+            json!({"authenticators": {"anonymous": {"enabled": true, "config": {"subjec": "x"}}}});
+        assert!(GatewayConfig::from_value(&doc, "gw.yml", Path::new(".")).is_err());
+    }
+}

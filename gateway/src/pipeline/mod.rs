@@ -1,0 +1,295 @@
+//! The access pipeline: match → authenticate → authorize → mutate, shared by the proxy and
+//! `/decisions`.
+//!
+//! A [`Snapshot`] is a compiled [`RuleSet`] plus, per rule, the handlers built from the global
+//! config deep-merged with the rule's config. Snapshots are immutable and swapped atomically;
+//! requests load the current one without locking. Building a snapshot checks that every handler
+//! is enabled and configured, so a misconfigured rule is rejected at load, not per request.
+
+pub mod authn;
+pub mod authz;
+pub mod error;
+pub mod mutate;
+pub mod session;
+pub mod session_check;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use portcullis_rules::handlers::{HandlerKind, check_merged_config, merge_config};
+use portcullis_rules::{Handler, MatchError, Rule, RuleError, RuleSet};
+use serde_json::Value;
+
+use crate::config::GatewayConfig;
+use authn::{Authenticator, AuthnError};
+use authz::Authorizer;
+use error::{ErrorResponse, PipelineError, json_response};
+use mutate::Mutator;
+use session::{AuthenticationSession, RequestInfo};
+
+/// A rule's handlers, built once per snapshot.
+pub struct PreparedRule {
+    authenticators: Vec<Arc<dyn Authenticator>>,
+    authorizer: Arc<dyn Authorizer>,
+    mutators: Vec<Arc<dyn Mutator>>,
+    error_verbose: Option<bool>,
+}
+
+/// An immutable compiled rule set with its prepared handlers.
+pub struct Snapshot {
+    /// The compiled rules.
+    pub rules: RuleSet,
+    prepared: Vec<PreparedRule>,
+}
+
+/// A request that passed the pipeline.
+#[derive(Debug)]
+pub struct Decision {
+    /// The matched rule.
+    pub rule: Arc<Rule>,
+    /// The final session (its `header` goes upstream / into the `/decisions` answer).
+    pub session: AuthenticationSession,
+    /// A `noop` mutator ran: `/decisions` echoes the request headers.
+    pub echo_request_headers: bool,
+}
+
+/// A request the pipeline refused, with the rule if one matched.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The matched rule, if any.
+    pub rule: Option<Arc<Rule>>,
+    /// Why.
+    pub error: PipelineError,
+}
+
+/// The pipeline and its current snapshot.
+pub struct Pipeline {
+    config: Arc<GatewayConfig>,
+    client: reqwest::Client,
+    snapshot: ArcSwap<Snapshot>,
+    loaded: std::sync::atomic::AtomicBool,
+}
+
+impl Pipeline {
+    /// A pipeline with an empty (not ready) snapshot.
+    pub fn new(config: Arc<GatewayConfig>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()?;
+        let empty = Snapshot {
+            rules: RuleSet::compile(Vec::new(), config.matching_strategy).unwrap_or_default(),
+            prepared: Vec::new(),
+        };
+        Ok(Self {
+            config,
+            client,
+            snapshot: ArcSwap::from_pointee(empty),
+            loaded: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The gateway configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Compiles `rules` into a snapshot without installing it.
+    pub fn prepare(&self, rules: Vec<Rule>) -> Result<Snapshot, RuleError> {
+        let rules = RuleSet::compile(rules, self.config.matching_strategy)?;
+        let prepared = rules
+            .rules()
+            .iter()
+            .map(|rule| self.prepare_rule(rule))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot { rules, prepared })
+    }
+
+    /// Atomically replaces the current snapshot.
+    pub fn install(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Ready once a non-empty rule set is installed (as Oathkeeper's `rules_loaded` check).
+    pub fn is_ready(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+            && !self.snapshot.load().rules.is_empty()
+    }
+
+    fn merged(
+        &self,
+        kind: HandlerKind,
+        rule_id: &str,
+        field: &str,
+        handler: &Handler,
+    ) -> Result<Value, RuleError> {
+        let err = |message: String| RuleError {
+            rule_id: rule_id.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
+        let global = self.config.handler(kind, &handler.handler);
+        if !global.enabled {
+            return Err(err(format!(
+                "{} {:?} is disabled per configuration ({}.{}.enabled)",
+                kind.section().trim_end_matches('s'),
+                handler.handler,
+                if kind == HandlerKind::ErrorHandler {
+                    "errors.handlers"
+                } else {
+                    kind.section()
+                },
+                handler.handler
+            )));
+        }
+        let merged = merge_config(&global.config, handler.config.as_ref());
+        check_merged_config(kind, &handler.handler, &merged).map_err(err)?;
+        Ok(merged)
+    }
+
+    fn prepare_rule(&self, rule: &Rule) -> Result<PreparedRule, RuleError> {
+        let id = rule.id.as_str();
+        let err = |field: String, message: String| RuleError {
+            rule_id: id.to_owned(),
+            field,
+            message,
+        };
+        let mut authenticators = Vec::new();
+        for (i, h) in rule.authenticators.iter().enumerate() {
+            let field = format!("authenticators[{i}]");
+            let config = self.merged(HandlerKind::Authenticator, id, &field, h)?;
+            authenticators
+                .push(authn::build(&h.handler, &config, &self.client).map_err(|m| err(field, m))?);
+        }
+        let config = self.merged(HandlerKind::Authorizer, id, "authorizer", &rule.authorizer)?;
+        let authorizer = authz::build(&rule.authorizer.handler, &config)
+            .map_err(|m| err("authorizer".into(), m))?;
+        let mut mutators = Vec::new();
+        for (i, h) in rule.mutators.iter().enumerate() {
+            let field = format!("mutators[{i}]");
+            let config = self.merged(HandlerKind::Mutator, id, &field, h)?;
+            mutators.push(mutate::build(&h.handler, &config).map_err(|m| err(field, m))?);
+        }
+        let mut error_verbose = None;
+        for (i, h) in rule.errors.iter().enumerate() {
+            let field = format!("errors[{i}]");
+            let config = self.merged(HandlerKind::ErrorHandler, id, &field, h)?;
+            if h.handler != "json" {
+                return Err(err(
+                    field,
+                    format!(
+                        "error handler {:?} is not supported by this gateway yet",
+                        h.handler
+                    ),
+                ));
+            }
+            error_verbose.get_or_insert(
+                config
+                    .get("verbose")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            );
+        }
+        Ok(PreparedRule {
+            authenticators,
+            authorizer,
+            mutators,
+            error_verbose,
+        })
+    }
+
+    /// Runs the pipeline for `req` against the current snapshot.
+    pub async fn decide(&self, req: &RequestInfo) -> Result<Decision, Refusal> {
+        let snapshot = self.snapshot.load_full();
+        let url = req.match_url();
+        let found = snapshot.rules.find(&req.method, &url).map_err(|e| {
+            let error = match &e {
+                MatchError::NotFound => PipelineError::not_found(e.to_string()),
+                MatchError::Multiple(ids) => {
+                    tracing::warn!(rules = ?ids, "several rules match the request");
+                    PipelineError::internal(e.to_string())
+                }
+                MatchError::Eval { .. } => PipelineError::internal(e.to_string()),
+            };
+            Refusal { rule: None, error }
+        })?;
+        let rule = found.rule;
+        let Some(prepared) = snapshot.prepared.get(found.index) else {
+            return Err(Refusal {
+                rule: Some(rule),
+                error: PipelineError::internal("rule has no prepared handlers"),
+            });
+        };
+        let refuse = |rule: &Arc<Rule>, error: PipelineError| Refusal {
+            rule: Some(Arc::clone(rule)),
+            error,
+        };
+        let mut session = AuthenticationSession {
+            capture_groups: found.capture_groups,
+            ..Default::default()
+        };
+        let mut authenticated = false;
+        for authenticator in &prepared.authenticators {
+            match authenticator.authenticate(req, &mut session).await {
+                Ok(()) => {
+                    authenticated = true;
+                    break;
+                }
+                Err(AuthnError::NotResponsible) => continue,
+                Err(AuthnError::Failed(e)) => return Err(refuse(&rule, e)),
+            }
+        }
+        if !authenticated {
+            return Err(refuse(
+                &rule,
+                PipelineError::unauthorized("no authenticator is responsible for the request"),
+            ));
+        }
+        prepared
+            .authorizer
+            .authorize(req, &mut session)
+            .await
+            .map_err(|e| refuse(&rule, e))?;
+        let mut echo_request_headers = false;
+        for mutator in &prepared.mutators {
+            mutator
+                .mutate(req, &mut session)
+                .await
+                .map_err(|e| refuse(&rule, e))?;
+            echo_request_headers |= mutator.is_noop();
+        }
+        Ok(Decision {
+            rule,
+            session,
+            echo_request_headers,
+        })
+    }
+
+    /// The error handlers' response for a refusal: the rule's `errors`, else `errors.fallback`.
+    pub fn error_response(&self, refusal: &Refusal) -> ErrorResponse {
+        let snapshot = self.snapshot.load();
+        let rule_verbose = refusal.rule.as_ref().and_then(|rule| {
+            let index = snapshot
+                .rules
+                .rules()
+                .iter()
+                .position(|r| Arc::ptr_eq(r, rule))?;
+            snapshot.prepared.get(index)?.error_verbose
+        });
+        let verbose = rule_verbose.unwrap_or_else(|| {
+            let json = self.config.handler(HandlerKind::ErrorHandler, "json");
+            json.config
+                .get("verbose")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        });
+        json_response(&refusal.error, verbose)
+    }
+}

@@ -1,0 +1,159 @@
+//! Access-rule repositories: rule files and directories from `access_rules.repositories`.
+//!
+//! All files are read and concatenated into one rule set. A watcher thread re-reads them when
+//! their content changes (polling, so Kubernetes ConfigMap symlink swaps are seen too) and
+//! installs the new snapshot atomically; on any error the last good set keeps serving.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_rules::{ParseError, Rule, RuleError};
+
+use crate::pipeline::Pipeline;
+
+/// Rules that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file or directory cannot be read.
+    #[error("{path}: {error}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A file is not a valid rules document.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A rule is invalid for this gateway (unknown or disabled handler, bad config).
+    #[error("{source_name}: {error}")]
+    Rule {
+        /// The file holding the rule.
+        source_name: String,
+        /// The rule and field.
+        error: RuleError,
+    },
+}
+
+/// The rule files behind the repositories, in a stable order.
+fn files(repositories: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut out = Vec::new();
+    for repo in repositories {
+        let read_err = |error| LoadError::Read {
+            path: repo.display().to_string(),
+            error,
+        };
+        if repo.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(repo)
+                .map_err(read_err)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension()
+                            .and_then(|e| e.to_str())
+                            .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+                })
+                .collect();
+            entries.sort();
+            out.extend(entries);
+        } else {
+            out.push(repo.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Rules with the file each came from.
+pub type SourcedRules = Vec<(String, Rule)>;
+
+/// Reads every repository: the concatenated rules and the content fingerprint.
+pub fn read_all(repositories: &[PathBuf]) -> Result<(SourcedRules, Vec<u8>), LoadError> {
+    let mut rules = Vec::new();
+    let mut fingerprint = Vec::new();
+    for file in files(repositories)? {
+        let name = file.display().to_string();
+        let bytes = std::fs::read(&file).map_err(|error| LoadError::Read {
+            path: name.clone(),
+            error,
+        })?;
+        fingerprint.extend_from_slice(name.as_bytes());
+        fingerprint.push(0);
+        fingerprint.extend_from_slice(&bytes);
+        fingerprint.push(0);
+        for rule in portcullis_rules::parse_rules(&bytes, &name)? {
+            rules.push((name.clone(), rule));
+        }
+    }
+    Ok((rules, fingerprint))
+}
+
+/// Loads the repositories into `pipeline`; returns the fingerprint of what was loaded.
+pub fn load(pipeline: &Pipeline, repositories: &[PathBuf]) -> Result<Vec<u8>, LoadError> {
+    let (rules, fingerprint) = read_all(repositories)?;
+    let sources: Vec<String> = rules.iter().map(|(s, _)| s.clone()).collect();
+    let ids: Vec<String> = rules.iter().map(|(_, r)| r.id.clone()).collect();
+    let snapshot = pipeline
+        .prepare(rules.into_iter().map(|(_, r)| r).collect())
+        .map_err(|error| {
+            let source_name = ids
+                .iter()
+                .position(|id| *id == error.rule_id)
+                .and_then(|i| sources.get(i).cloned())
+                .unwrap_or_else(|| "rules".to_owned());
+            LoadError::Rule { source_name, error }
+        })?;
+    let count = snapshot.rules.len();
+    pipeline.install(snapshot);
+    tracing::info!(rules = count, "access rules loaded");
+    Ok(fingerprint)
+}
+
+/// Watches the repositories and reloads on change, until the process ends.
+pub fn watch(
+    pipeline: Arc<Pipeline>,
+    repositories: Vec<PathBuf>,
+    mut fingerprint: Vec<u8>,
+    every: Duration,
+) {
+    if repositories.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("rules-watch".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let current = match read_all(&repositories) {
+                    Ok((_, f)) => f,
+                    Err(e) => {
+                        tracing::error!(error = %e, "access rules not reloaded, keeping the last good set");
+                        continue;
+                    }
+                };
+                if current == fingerprint {
+                    continue;
+                }
+                match load(&pipeline, &repositories) {
+                    Ok(f) => fingerprint = f,
+                    Err(e) => {
+                        fingerprint = current;
+                        tracing::error!(error = %e, "access rules not reloaded, keeping the last good set");
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the rule watcher; rules will not hot-reload");
+    }
+}
+
+/// The display form of a repository path (for logs).
+pub fn describe(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,129 @@
+//! `serve`: loads config and rules, then runs the Pingora proxy and the API port until SIGTERM.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::server::configuration::ServerConf;
+use pingora::services::background::{BackgroundService, background_service};
+
+use crate::config::GatewayConfig;
+use crate::pipeline::Pipeline;
+use crate::proxy::GatewayProxy;
+use crate::{api, repository, telemetry};
+
+/// How often rule files are checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Loads everything and runs the gateway; returns only on start-up errors.
+pub fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = GatewayConfig::load(config_path, std::env::vars())?;
+    telemetry::init(config.log_level.as_deref(), config.log_format.as_deref());
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if config.repositories.is_empty() {
+        tracing::warn!("access_rules.repositories is empty: every request will be answered 404");
+    }
+    let config = Arc::new(config);
+    let pipeline = Arc::new(Pipeline::new(Arc::clone(&config)).context("http client")?);
+    let fingerprint = repository::load(&pipeline, &config.repositories)?;
+    repository::watch(
+        Arc::clone(&pipeline),
+        config.repositories.clone(),
+        fingerprint,
+        RELOAD_INTERVAL,
+    );
+
+    let api_addr = config.api.addr();
+    let api_listener = std::net::TcpListener::bind(&api_addr)
+        .with_context(|| format!("serve.api: cannot listen on {api_addr}"))?;
+    api_listener.set_nonblocking(true)?;
+    let proxy_addr = config.proxy.addr();
+    // Probe the proxy port so a conflict is a clean error rather than a panic inside Pingora.
+    drop(
+        std::net::TcpListener::bind(&proxy_addr)
+            .with_context(|| format!("serve.proxy: cannot listen on {proxy_addr}"))?,
+    );
+
+    let conf = ServerConf {
+        threads: std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(
+        &server.configuration,
+        GatewayProxy::new(Arc::clone(&pipeline), config.trust_forwarded_headers),
+    );
+    proxy.add_tcp(&proxy_addr);
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "api",
+        ApiService {
+            listener: Mutex::new(Some(api_listener)),
+            pipeline,
+        },
+    ));
+    tracing::info!(proxy = %proxy_addr, api = %api_addr, "portcullis-gateway listening");
+    server.run_forever()
+}
+
+struct ApiService {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    pipeline: Arc<Pipeline>,
+}
+
+#[async_trait]
+impl BackgroundService for ApiService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        let Some(listener) = listener else { return };
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "API listener failed");
+                return;
+            }
+        };
+        let app = api::router(Arc::clone(&self.pipeline));
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "API server failed");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,124 @@
+//! Where a granted request goes: the rule's `upstream` applied to the request, with
+//! Oathkeeper's URL rules (path joined onto the upstream path, `strip_path` removing the first
+//! occurrence of the segment, `preserve_host`).
+
+use portcullis_rules::path::clean_path;
+
+use crate::pipeline::Decision;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::session::RequestInfo;
+
+/// The upstream request of a granted request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port` to connect to (and the `Host` header unless `preserve_host`).
+    pub authority: String,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// TLS server name.
+    pub sni: String,
+    /// Path and query sent upstream.
+    pub path_and_query: String,
+    /// Keep the client's `Host`.
+    pub preserve_host: bool,
+    /// Session headers to set (overwriting client values).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Target {
+    /// Computes the upstream request for a decision.
+    pub fn for_decision(decision: &Decision, req: &RequestInfo) -> Result<Self, PipelineError> {
+        let upstream = &decision.rule.upstream;
+        if upstream.url.is_empty() {
+            return Err(PipelineError::internal(
+                "the matched rule has no upstream URL",
+            ));
+        }
+        let url = url::Url::parse(&upstream.url)
+            .map_err(|e| PipelineError::internal(format!("upstream url: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| PipelineError::internal("upstream url has no host"))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| PipelineError::internal("upstream url has no port"))?;
+        let authority = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let mut path = join_path(url.path(), &req.path);
+        if let Some(strip) = upstream.strip_path.as_deref() {
+            path = strip_path(&path, strip);
+        }
+        let path = encode_path(&path);
+        let path_and_query = match &req.query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        Ok(Self {
+            authority,
+            tls: url.scheme() == "https",
+            sni: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            path_and_query,
+            preserve_host: upstream.preserve_host,
+            headers: decision.session.header.clone(),
+        })
+    }
+}
+
+/// Go's `path.Join(base, path)`.
+fn join_path(base: &str, path: &str) -> String {
+    let joined = clean_path(&format!("{base}/{path}"));
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    }
+}
+
+/// Oathkeeper's `strip_path`: removes the first occurrence of `/<strip>` anywhere in the path.
+fn strip_path(path: &str, strip: &str) -> String {
+    let needle = format!("/{}", strip.trim_matches('/'));
+    if needle == "/" {
+        return path.to_owned();
+    }
+    let stripped = path.replacen(&needle, "", 1);
+    if stripped.is_empty() {
+        "/".to_owned()
+    } else {
+        stripped
+    }
+}
+
+/// Re-encodes the characters a decoded path may contain that cannot go on the wire.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_join_and_strip_like_oathkeeper() {
+        assert_eq!(join_path("/", "/a/b"), "/a/b");
+        assert_eq!(join_path("/foo/", "/api/users/1"), "/foo/api/users/1");
+        assert_eq!(join_path("", "/x/"), "/x");
+        assert_eq!(strip_path("/foo/api/users/1", "api"), "/foo/users/1");
+        assert_eq!(strip_path("/api", "/api/"), "/");
+        assert_eq!(strip_path("/a/b", ""), "/a/b");
+        assert_eq!(encode_path("/a b/é"), "/a%20b/%C3%A9");
+    }
+}
