@@ -538,3 +538,122 @@ fn values_schema_rejects_unknown_keys() -> Result<()> {
     );
     Ok(())
 }
+
+/// The handler sections of the gateway config the chart renders, as the gateway reads them.
+fn gateway_config(docs: &[Value]) -> Result<Value> {
+    let text = docs
+        .iter()
+        .find_map(|d| d["data"]["oathkeeper.yml"].as_str())
+        .context("no gateway ConfigMap with oathkeeper.yml")?;
+    Ok(serde_saphyr::from_str(text)?)
+}
+
+#[test]
+fn rendered_gateway_config_passes_the_gateways_handler_checks() -> Result<()> {
+    use portcullis_rules::handlers::{HandlerKind, check_merged_config};
+    let Some(helm) = helm()? else { return Ok(()) };
+    let kinds = [
+        (HandlerKind::Authenticator, "authenticators"),
+        (HandlerKind::Authorizer, "authorizers"),
+        (HandlerKind::Mutator, "mutators"),
+    ];
+    let mut problems = Vec::new();
+    for values in values_files()? {
+        let config = gateway_config(&render(&helm, &values, &[])?)?;
+        let mut sections: Vec<(HandlerKind, &Value)> =
+            kinds.iter().map(|(k, s)| (*k, &config[*s])).collect();
+        sections.push((HandlerKind::ErrorHandler, &config["errors"]["handlers"]));
+        for (kind, section) in sections {
+            for (name, handler) in section.as_object().into_iter().flatten() {
+                let at = format!("{} {}.{name}", values.display(), kind.section());
+                if !kind.known_names().contains(&name.as_str()) {
+                    problems.push(format!("{at}: unknown handler"));
+                } else if handler["enabled"] == Value::Bool(true) {
+                    let handler_config = handler.get("config").cloned().unwrap_or(Value::Null);
+                    if let Err(e) = check_merged_config(kind, name, &handler_config) {
+                        problems.push(format!("{at}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    ensure!(
+        problems.is_empty(),
+        "gateway config problems:\n{}",
+        problems.join("\n")
+    );
+    Ok(())
+}
+
+/// A `portcullis.dev` Rule object as the Oathkeeper rule the operator serves (id
+/// `<name>.<namespace>`, Maester's field names mapped to Oathkeeper's).
+fn oathkeeper_rule(object: &Value) -> Value {
+    let spec = &object["spec"];
+    let id = format!(
+        "{}.{}",
+        object["metadata"]["name"].as_str().unwrap_or_default(),
+        object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+    );
+    serde_json::json!({
+        "id": id,
+        "match": spec["match"],
+        "upstream": {
+            "url": spec["upstream"]["url"],
+            "strip_path": spec["upstream"]["stripPath"],
+            "preserve_host": spec["upstream"]["preserveHost"].as_bool().unwrap_or(false),
+        },
+        "authenticators": spec["authenticators"],
+        "authorizer": spec["authorizer"],
+        "mutators": spec["mutators"],
+    })
+}
+
+#[test]
+fn kind_suite_rules_are_valid_and_route_its_journeys() -> Result<()> {
+    use portcullis_rules::{MatchingStrategy, RuleSet, parse_rules};
+    let path = repo_root().join("e2e/kind/journeys.yaml");
+    let objects = parse_documents(&std::fs::read_to_string(&path)?)?;
+    let rules: Vec<Value> = objects
+        .iter()
+        .filter(|o| kind(o) == "Rule")
+        .map(oathkeeper_rule)
+        .collect();
+    ensure!(rules.len() == 2, "expected the identity and echo Rules");
+    let parsed = parse_rules(&serde_json::to_vec(&rules)?, "e2e/kind/journeys.yaml")?;
+    let set = RuleSet::compile(parsed, MatchingStrategy::default())?;
+    let gateway = "http://127.0.0.1:4455";
+    for (method, path, rule) in [
+        ("GET", "/echo/hostname", "echo.e2e"),
+        (
+            "GET",
+            "/.ory/kratos/public/self-service/registration/api",
+            "identity-public.portcullis",
+        ),
+        (
+            "POST",
+            "/.ory/kratos/public/self-service/login",
+            "identity-public.portcullis",
+        ),
+        (
+            "GET",
+            "/.ory/kratos/public/schemas",
+            "identity-public.portcullis",
+        ),
+    ] {
+        let found = set
+            .find(method, &format!("{gateway}{path}"))
+            .map_err(|e| anyhow::anyhow!("{method} {path}: {e}"))?;
+        ensure!(
+            found.rule.id == rule,
+            "{method} {path} matched {}",
+            found.rule.id
+        );
+    }
+    ensure!(
+        set.find("GET", &format!("{gateway}/elsewhere")).is_err(),
+        "an unrelated path matched a rule"
+    );
+    Ok(())
+}
