@@ -657,3 +657,55 @@ fn kind_suite_rules_are_valid_and_route_its_journeys() -> Result<()> {
     );
     Ok(())
 }
+
+/// Bytes in a size such as `64MB`, `64MiB`, `512Mi` or `1Gi`.
+fn bytes(size: &str) -> Option<u64> {
+    let digits: String = size.chars().take_while(char::is_ascii_digit).collect();
+    let unit = match size[digits.len()..].trim() {
+        "" | "B" => 1,
+        "KB" | "k" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        "KiB" | "Ki" => 1 << 10,
+        "MiB" | "Mi" => 1 << 20,
+        "GiB" | "Gi" => 1 << 30,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok().map(|n| n * unit)
+}
+
+#[test]
+fn identity_argon2_budget_fits_its_memory_limit() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    for values in values_files()? {
+        let docs = render(&helm, &values, &[])?;
+        let Some(text) = docs.iter().find_map(|d| d["data"]["kratos.yml"].as_str()) else {
+            continue;
+        };
+        let config: Value = serde_saphyr::from_str(text)?;
+        let argon2 = &config["hashers"]["argon2"];
+        let memory = argon2["memory"].as_str().and_then(bytes);
+        let concurrency = argon2["concurrency"].as_u64();
+        let (Some(memory), Some(concurrency)) = (memory, concurrency) else {
+            bail!(
+                "{}: kratos.yml lacks hashers.argon2.memory/concurrency",
+                values.display()
+            );
+        };
+        let identity = docs
+            .iter()
+            .find(|d| kind(d) == "Deployment" && d["metadata"]["name"] == "portcullis-identity")
+            .context("no identity Deployment")?;
+        let limit =
+            identity["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                .as_str()
+                .and_then(bytes)
+                .context("identity has no memory limit")?;
+        ensure!(
+            memory * concurrency <= limit / 2,
+            "{}: argon2 {memory} B × {concurrency} leaves too little of the {limit} B limit",
+            values.display()
+        );
+    }
+    Ok(())
+}
