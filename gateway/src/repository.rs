@@ -157,3 +157,47 @@ pub fn describe(paths: &[PathBuf]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GatewayConfig;
+
+    const RULE: &str = "- id: ok\n  match: {url: 'http://a/<.*>', methods: [GET]}\n  authenticators: [{handler: anonymous}]\n  authorizer: {handler: allow}\n  mutators: [{handler: noop}]\n";
+
+    #[test]
+    fn a_failed_load_keeps_the_installed_set() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("rules.yml");
+        std::fs::write(&file, RULE)?;
+        let doc = serde_json::json!({
+            "authenticators": {"anonymous": {"enabled": true}},
+            "authorizers": {"allow": {"enabled": true}},
+            "mutators": {"noop": {"enabled": true}},
+        });
+        let config = GatewayConfig::from_value(&doc, "test", dir.path())?;
+        let pipeline = Pipeline::new(Arc::new(config))?;
+        let repos = vec![dir.path().to_path_buf()];
+        load(&pipeline, &repos)?;
+        assert_eq!(pipeline.snapshot().rules.len(), 1);
+
+        std::fs::write(&file, RULE.replace("<.*>", "<.*"))?;
+        let err = load(&pipeline, &repos)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("rules.yml") && err.contains("\"ok\"") && err.contains("match.url"),
+            "{err}"
+        );
+        assert_eq!(pipeline.snapshot().rules.len(), 1);
+        assert!(pipeline.snapshot().rules.find("GET", "http://a/x").is_ok());
+
+        std::fs::write(dir.path().join("more.json"), "[]")?;
+        std::fs::write(dir.path().join("ignored.txt"), "not rules")?;
+        std::fs::write(&file, RULE)?;
+        load(&pipeline, &repos)?;
+        assert_eq!(pipeline.snapshot().rules.len(), 1);
+        Ok(())
+    }
+}
