@@ -8,6 +8,8 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo_upstream;
+pub mod jose;
+pub mod jwks;
 pub mod pipeline;
 pub mod proxy;
 pub mod repository;

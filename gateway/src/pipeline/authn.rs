@@ -39,6 +39,7 @@ pub fn build(
     name: &str,
     config: &Value,
     client: &reqwest::Client,
+    jwks: &Arc<crate::jwks::JwksCache>,
 ) -> Result<Arc<dyn Authenticator>, String> {
     Ok(match name {
         "noop" => Arc::new(Noop),
@@ -55,6 +56,7 @@ pub fn build(
             config,
             client.clone(),
         )?),
+        "jwt" => Arc::new(super::jwt::Jwt::new(config, Arc::clone(jwks))?),
         other => {
             return Err(format!(
                 "authenticator {other:?} is not supported by this gateway yet"

@@ -9,6 +9,7 @@
 pub mod authn;
 pub mod authz;
 pub mod error;
+pub mod jwt;
 pub mod mutate;
 pub mod session;
 pub mod session_check;
@@ -66,6 +67,7 @@ pub struct Refusal {
 pub struct Pipeline {
     config: Arc<GatewayConfig>,
     client: reqwest::Client,
+    jwks: Arc<crate::jwks::JwksCache>,
     snapshot: ArcSwap<Snapshot>,
     loaded: std::sync::atomic::AtomicBool,
 }
@@ -83,6 +85,7 @@ impl Pipeline {
         };
         Ok(Self {
             config,
+            jwks: Arc::new(crate::jwks::JwksCache::new(client.clone())),
             client,
             snapshot: ArcSwap::from_pointee(empty),
             loaded: std::sync::atomic::AtomicBool::new(false),
@@ -165,8 +168,10 @@ impl Pipeline {
         for (i, h) in rule.authenticators.iter().enumerate() {
             let field = format!("authenticators[{i}]");
             let config = self.merged(HandlerKind::Authenticator, id, &field, h)?;
-            authenticators
-                .push(authn::build(&h.handler, &config, &self.client).map_err(|m| err(field, m))?);
+            authenticators.push(
+                authn::build(&h.handler, &config, &self.client, &self.jwks)
+                    .map_err(|m| err(field, m))?,
+            );
         }
         let config = self.merged(HandlerKind::Authorizer, id, "authorizer", &rule.authorizer)?;
         let authorizer = authz::build(&rule.authorizer.handler, &config)
