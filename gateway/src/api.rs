@@ -135,6 +135,10 @@ fn decision_request(request: &Request) -> RequestInfo {
         path: portcullis_rules::path::clean_path(&raw_path),
         query: request.uri().query().map(str::to_owned),
         headers: headers.clone(),
+        remote_addr: request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
     }
 }
 
@@ -172,7 +176,7 @@ async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> R
                 reason = %refusal.error.reason,
                 "decision"
             );
-            to_response(&pipeline.error_response(&refusal))
+            to_response(&pipeline.error_response(&refusal, &req))
         }
     }
 }

@@ -82,6 +82,10 @@ fn request_info(session: &Session, trust_forwarded: bool) -> RequestInfo {
         path,
         query: header.uri.query().map(str::to_owned),
         headers: header.headers.clone(),
+        remote_addr: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
     }
 }
 
@@ -128,6 +132,7 @@ impl ProxyHttp for GatewayProxy {
                     }
                     Err(error) => Refusal {
                         rule: Some(decision.rule),
+                        rule_errors: Some(decision.rule_errors),
                         error,
                     },
                 }
@@ -145,7 +150,7 @@ impl ProxyHttp for GatewayProxy {
             path = %req.path,
             "access request denied"
         );
-        let response = self.pipeline.error_response(&refusal);
+        let response = self.pipeline.error_response(&refusal, &req);
         respond(session, &response).await?;
         Ok(true)
     }

@@ -30,6 +30,9 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     }
     let config = Arc::new(config);
     let pipeline = Arc::new(Pipeline::new(Arc::clone(&config)).context("http client")?);
+    if let Some(problem) = pipeline.fallback_problems().into_iter().next() {
+        anyhow::bail!("{}: {problem}", config_path.display());
+    }
     let fingerprint = repository::load(&pipeline, &config.repositories)?;
     repository::watch(
         Arc::clone(&pipeline),
@@ -94,11 +97,14 @@ impl BackgroundService for ApiService {
             }
         };
         let app = api::router(Arc::clone(&self.pipeline));
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "API server failed");
         }

@@ -9,6 +9,7 @@
 pub mod authn;
 pub mod authz;
 pub mod error;
+pub mod error_handlers;
 pub mod jwt;
 pub mod mutate;
 pub mod session;
@@ -25,6 +26,7 @@ use crate::config::GatewayConfig;
 use authn::{Authenticator, AuthnError};
 use authz::Authorizer;
 use error::{ErrorResponse, PipelineError, json_response};
+use error_handlers::ErrorHandlerEntry;
 use mutate::Mutator;
 use session::{AuthenticationSession, RequestInfo};
 
@@ -33,7 +35,7 @@ pub struct PreparedRule {
     authenticators: Vec<Arc<dyn Authenticator>>,
     authorizer: Arc<dyn Authorizer>,
     mutators: Vec<Arc<dyn Mutator>>,
-    error_verbose: Option<bool>,
+    errors: Arc<[ErrorHandlerEntry]>,
 }
 
 /// An immutable compiled rule set with its prepared handlers.
@@ -52,6 +54,8 @@ pub struct Decision {
     pub session: AuthenticationSession,
     /// A `noop` mutator ran: `/decisions` echoes the request headers.
     pub echo_request_headers: bool,
+    /// The rule's error handlers (for failures after the decision, e.g. no upstream).
+    pub rule_errors: Arc<[ErrorHandlerEntry]>,
 }
 
 /// A request the pipeline refused, with the rule if one matched.
@@ -59,6 +63,8 @@ pub struct Decision {
 pub struct Refusal {
     /// The matched rule, if any.
     pub rule: Option<Arc<Rule>>,
+    /// The matched rule's error handlers.
+    pub rule_errors: Option<Arc<[ErrorHandlerEntry]>>,
     /// Why.
     pub error: PipelineError,
 }
@@ -69,6 +75,7 @@ pub struct Pipeline {
     client: reqwest::Client,
     jwks: Arc<crate::jwks::JwksCache>,
     snapshot: ArcSwap<Snapshot>,
+    fallback: Vec<Result<ErrorHandlerEntry, String>>,
     loaded: std::sync::atomic::AtomicBool,
 }
 
@@ -83,13 +90,35 @@ impl Pipeline {
             rules: RuleSet::compile(Vec::new(), config.matching_strategy).unwrap_or_default(),
             prepared: Vec::new(),
         };
+        let fallback = config
+            .error_fallback
+            .iter()
+            .map(|name| {
+                let settings = config.handler(HandlerKind::ErrorHandler, name);
+                if !settings.enabled {
+                    return Err(format!(
+                        "error handler {name:?} is disabled per configuration"
+                    ));
+                }
+                ErrorHandlerEntry::build(name, &settings.config)
+            })
+            .collect();
         Ok(Self {
+            fallback,
             config,
             jwks: Arc::new(crate::jwks::JwksCache::new(client.clone())),
             client,
             snapshot: ArcSwap::from_pointee(empty),
             loaded: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Problems with `errors.fallback` (a disabled or misconfigured handler), for start-up.
+    pub fn fallback_problems(&self) -> Vec<String> {
+        self.fallback
+            .iter()
+            .filter_map(|h| h.as_ref().err().map(|e| format!("errors.fallback: {e}")))
+            .collect()
     }
 
     /// The gateway configuration.
@@ -182,31 +211,17 @@ impl Pipeline {
             let config = self.merged(HandlerKind::Mutator, id, &field, h)?;
             mutators.push(mutate::build(&h.handler, &config).map_err(|m| err(field, m))?);
         }
-        let mut error_verbose = None;
+        let mut errors = Vec::new();
         for (i, h) in rule.errors.iter().enumerate() {
             let field = format!("errors[{i}]");
             let config = self.merged(HandlerKind::ErrorHandler, id, &field, h)?;
-            if h.handler != "json" {
-                return Err(err(
-                    field,
-                    format!(
-                        "error handler {:?} is not supported by this gateway yet",
-                        h.handler
-                    ),
-                ));
-            }
-            error_verbose.get_or_insert(
-                config
-                    .get("verbose")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            );
+            errors.push(ErrorHandlerEntry::build(&h.handler, &config).map_err(|m| err(field, m))?);
         }
         Ok(PreparedRule {
             authenticators,
             authorizer,
             mutators,
-            error_verbose,
+            errors: errors.into(),
         })
     }
 
@@ -223,17 +238,23 @@ impl Pipeline {
                 }
                 MatchError::Eval { .. } => PipelineError::internal(e.to_string()),
             };
-            Refusal { rule: None, error }
+            Refusal {
+                rule: None,
+                rule_errors: None,
+                error,
+            }
         })?;
         let rule = found.rule;
         let Some(prepared) = snapshot.prepared.get(found.index) else {
             return Err(Refusal {
                 rule: Some(rule),
+                rule_errors: None,
                 error: PipelineError::internal("rule has no prepared handlers"),
             });
         };
         let refuse = |rule: &Arc<Rule>, error: PipelineError| Refusal {
             rule: Some(Arc::clone(rule)),
+            rule_errors: Some(Arc::clone(&prepared.errors)),
             error,
         };
         let mut session = AuthenticationSession {
@@ -274,27 +295,41 @@ impl Pipeline {
             rule,
             session,
             echo_request_headers,
+            rule_errors: Arc::clone(&prepared.errors),
         })
     }
 
-    /// The error handlers' response for a refusal: the rule's `errors`, else `errors.fallback`.
-    pub fn error_response(&self, refusal: &Refusal) -> ErrorResponse {
-        let snapshot = self.snapshot.load();
-        let rule_verbose = refusal.rule.as_ref().and_then(|rule| {
-            let index = snapshot
-                .rules
-                .rules()
-                .iter()
-                .position(|r| Arc::ptr_eq(r, rule))?;
-            snapshot.prepared.get(index)?.error_verbose
-        });
-        let verbose = rule_verbose.unwrap_or_else(|| {
-            let json = self.config.handler(HandlerKind::ErrorHandler, "json");
-            json.config
-                .get("verbose")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-        });
-        json_response(&refusal.error, verbose)
+    /// The error handlers' response for a refusal: the rule's `errors` whose `when` matches
+    /// (two matching is a 500), else the first matching handler of `errors.fallback`.
+    pub fn error_response(&self, refusal: &Refusal, req: &RequestInfo) -> ErrorResponse {
+        let error = &refusal.error;
+        if let Some(rule_errors) = &refusal.rule_errors {
+            let mut matching = rule_errors.iter().filter(|h| h.matches(error, req));
+            match (matching.next(), matching.next()) {
+                (Some(handler), None) => return handler.respond(error, req),
+                (Some(_), Some(_)) => {
+                    return json_response(
+                        &PipelineError::internal(
+                            "Found more than one error handlers to be responsible",
+                        ),
+                        false,
+                    );
+                }
+                _ => {}
+            }
+        }
+        for handler in self.fallback.iter() {
+            match handler {
+                Ok(h) if h.matches(error, req) => return h.respond(error, req),
+                Ok(_) => {}
+                Err(message) => {
+                    return json_response(&PipelineError::internal(message.clone()), false);
+                }
+            }
+        }
+        json_response(
+            &PipelineError::internal("no matching error handling strategy"),
+            false,
+        )
     }
 }

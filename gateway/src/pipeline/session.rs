@@ -22,6 +22,8 @@ pub struct RequestInfo {
     pub query: Option<String>,
     /// Request headers.
     pub headers: HeaderMap,
+    /// The client's address, when known.
+    pub remote_addr: Option<std::net::IpAddr>,
 }
 
 impl RequestInfo {
@@ -183,6 +185,7 @@ mod tests {
             path: "/".into(),
             query: Some("x=1&token=t%20k".into()),
             headers,
+            remote_addr: None,
         };
         assert_eq!(req.cookie("ory_kratos_session"), Some("xyz"));
         assert_eq!(req.cookie("b"), None);
