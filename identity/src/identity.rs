@@ -58,3 +58,66 @@ pub fn identity_json(identity: &IdentityRecord, public_base: &str) -> Value {
         "organization_id": null,
     })
 }
+
+/// The admin identity JSON: the public shape plus `credentials` (configs blanked unless the
+/// credential type is in `include_credential`) and `metadata_admin`.
+pub fn admin_identity_json(
+    identity: &IdentityRecord,
+    credentials: &[crate::store::StoredCredential],
+    include_credential: &[String],
+    public_base: &str,
+) -> Value {
+    let mut body = identity_json(identity, public_base);
+    let mut creds = serde_json::Map::new();
+    for c in credentials {
+        let config = if include_credential.iter().any(|t| t == &c.kind) {
+            c.config.clone()
+        } else {
+            json!({})
+        };
+        creds.insert(
+            c.kind.clone(),
+            json!({
+                "type": c.kind,
+                "identifiers": c.identifiers,
+                "config": config,
+                "version": c.version,
+                "created_at": rfc3339(c.created_at),
+                "updated_at": rfc3339(c.updated_at),
+            }),
+        );
+    }
+    body["credentials"] = Value::Object(creds);
+    body["metadata_admin"] = identity.metadata_admin.clone().unwrap_or(Value::Null);
+    body["external_id"] = identity
+        .external_id
+        .clone()
+        .map(Value::String)
+        .unwrap_or(Value::Null);
+    body
+}
+
+/// Recomputes the address lists for new traits, keeping the stored entries (ids, verification
+/// state) of addresses that did not change.
+pub fn refresh_addresses(schema: &IdentitySchema, identity: &mut IdentityRecord, now: i64) {
+    let fresh = new_identity(schema, identity.traits.clone(), now);
+    let merge = |old: &Value, new: Value| -> Value {
+        let kept: Vec<Value> = new
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                old.as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|o| o["value"] == entry["value"] && o["via"] == entry["via"])
+                    .cloned()
+                    .unwrap_or_else(|| entry.clone())
+            })
+            .collect();
+        Value::Array(kept)
+    };
+    identity.verifiable_addresses =
+        merge(&identity.verifiable_addresses, fresh.verifiable_addresses);
+    identity.recovery_addresses = merge(&identity.recovery_addresses, fresh.recovery_addresses);
+}

@@ -2,6 +2,7 @@
 //! semaphore, so memory × concurrency stays bounded), verification, and the password policy
 //! (minimum length, similarity to the identifier).
 
+use std::str::FromStr as _;
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -121,14 +122,104 @@ fn hash_sync(params: &Params, salt_length: usize, password: &[u8]) -> Result<Str
 }
 
 fn verify_sync(stored: &str, password: &str) -> bool {
+    if is_bcrypt(stored) {
+        return bcrypt_cost(stored).is_some_and(|c| c <= MAX_BCRYPT_COST)
+            && bcrypt::verify(password, stored).unwrap_or(false);
+    }
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
+    if check_phc_bounds(&parsed).is_err() {
+        return false;
+    }
     match parsed.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
+        "pbkdf2-sha256" | "pbkdf2-sha512" | "pbkdf2-sha1" | "pbkdf2" => pbkdf2::Pbkdf2
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         _ => false,
+    }
+}
+
+const MAX_BCRYPT_COST: u32 = 15;
+
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$", "$2x$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
+}
+
+fn bcrypt_cost(stored: &str) -> Option<u32> {
+    stored.get(4..6)?.parse().ok()
+}
+
+fn param(parsed: &PasswordHash<'_>, name: &str) -> Option<u64> {
+    parsed
+        .params
+        .iter()
+        .find(|(k, _)| k.as_str() == name)
+        .and_then(|(_, v)| v.decimal().ok())
+        .map(u64::from)
+}
+
+/// Kratos' import bounds, so an imported hash cannot make verification hang.
+fn check_phc_bounds(parsed: &PasswordHash<'_>) -> Result<(), String> {
+    match parsed.algorithm.as_str() {
+        "argon2id" | "argon2i" | "argon2d" => {
+            if param(parsed, "m").unwrap_or(0) > 1024 * 1024
+                || param(parsed, "t").unwrap_or(0) > 10
+                || param(parsed, "p").unwrap_or(0) > 16
+            {
+                return Err("argon2 parameters are out of bounds (m ≤ 1GiB, t ≤ 10, p ≤ 16); please re-hash".to_owned());
+            }
+            Ok(())
+        }
+        "pbkdf2-sha256" | "pbkdf2-sha512" | "pbkdf2-sha1" | "pbkdf2" => {
+            if param(parsed, "i").unwrap_or(0) > 10_000_000 {
+                return Err(
+                    "pbkdf2 iterations are out of bounds (i ≤ 10^7); please re-hash".to_owned(),
+                );
+            }
+            Ok(())
+        }
+        _ => Err("The imported password does not match any known hash format.".to_owned()),
+    }
+}
+
+/// Checks an imported `hashed_password` (bcrypt, argon2 or pbkdf2 PHC strings).
+pub fn validate_import(stored: &str) -> Result<(), String> {
+    if is_bcrypt(stored) {
+        return match bcrypt_cost(stored) {
+            Some(cost)
+                if cost <= MAX_BCRYPT_COST && bcrypt::HashParts::from_str(stored).is_ok() =>
+            {
+                Ok(())
+            }
+            Some(_) => Err("bcrypt cost is out of bounds (≤ 15); please re-hash".to_owned()),
+            None => Err("The imported password does not match any known hash format.".to_owned()),
+        };
+    }
+    let parsed = PasswordHash::new(stored)
+        .map_err(|_| "The imported password does not match any known hash format.".to_owned())?;
+    check_phc_bounds(&parsed)
+}
+
+impl Hasher {
+    /// Whether a stored hash should be replaced by one with the current algorithm/parameters.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return true;
+        };
+        if parsed.algorithm.as_str() != "argon2id" {
+            return true;
+        }
+        let output_len = parsed.hash.map(|h| h.len()).unwrap_or(0);
+        param(&parsed, "m") != Some(u64::from(self.params.m_cost()))
+            || param(&parsed, "t") != Some(u64::from(self.params.t_cost()))
+            || param(&parsed, "p") != Some(u64::from(self.params.p_cost()))
+            || Some(output_len) != self.params.output_len()
     }
 }
 
@@ -216,6 +307,44 @@ mod tests {
                 .await
         );
         assert!(!hasher.verify(&pw, None).await);
+    }
+
+    #[tokio::test]
+    async fn imported_hashes_verify_and_ask_for_rehash() {
+        let hasher = Hasher::new(&cheap()).unwrap();
+        let pw = Password::new("imported password".to_owned());
+        let bcrypt_hash = bcrypt::hash(pw.expose(), 4).unwrap();
+        assert!(validate_import(&bcrypt_hash).is_ok());
+        assert!(hasher.verify(&pw, Some(&bcrypt_hash)).await);
+        assert!(hasher.needs_rehash(&bcrypt_hash));
+        let pbkdf2_hash = {
+            use argon2::password_hash::PasswordHasher as _;
+            let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+            let params = pbkdf2::Params {
+                rounds: 1000,
+                output_length: 32,
+            };
+            pbkdf2::Pbkdf2
+                .hash_password_customized(pw.expose().as_bytes(), None, None, params, &salt)
+                .unwrap()
+                .to_string()
+        };
+        assert!(pbkdf2_hash.starts_with("$pbkdf2-sha256$"));
+        assert!(validate_import(&pbkdf2_hash).is_ok());
+        assert!(hasher.verify(&pw, Some(&pbkdf2_hash)).await);
+        let own = hasher.hash(&pw).await.unwrap();
+        assert!(!hasher.needs_rehash(&own));
+        let stronger = Hasher::new(&Argon2Config {
+            memory: serde_json::json!("2MB"),
+            ..Argon2Config::default()
+        })
+        .unwrap();
+        assert!(stronger.needs_rehash(&own));
+        assert!(validate_import("plain-text").is_err());
+        assert!(
+            validate_import("$2a$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234")
+                .is_err()
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::password::{HashError, Hasher};
 use crate::schema::{SchemaError, SchemaRegistry};
 use crate::state::{AppState, Settings};
 use crate::store::StoreError;
-use crate::store::sql::{Dsn, SqlStore};
+use crate::store::dsn::Dsn;
+use crate::store::sql::SqlStore;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

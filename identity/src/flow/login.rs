@@ -182,7 +182,8 @@ pub async fn submit(
         .as_ref()
         .and_then(|(_, config)| config.get("hashed_password"))
         .and_then(Value::as_str);
-    let verified = state.hasher.verify(&password, stored_hash).await;
+    let stored_hash = stored_hash.map(str::to_owned);
+    let verified = state.hasher.verify(&password, stored_hash.as_deref()).await;
     let identity = match found {
         Some((identity, _)) if verified => identity,
         _ => {
@@ -190,6 +191,11 @@ pub async fn submit(
             return super::flow_failed(&state, KIND, record, &headers).await;
         }
     };
+    if let Some(stored) = stored_hash.as_deref()
+        && state.hasher.needs_rehash(stored)
+    {
+        rehash(&state, identity.id, &password).await;
+    }
     if identity.state != "active" {
         add_message(&mut record.ui, None, Message::identity_disabled());
         return super::flow_failed(&state, KIND, record, &headers).await;
@@ -233,5 +239,28 @@ pub async fn submit(
                 &cookies,
             ))
         }
+    }
+}
+
+/// Replaces an imported or outdated hash with one at the current argon2id parameters. A failure
+/// is logged and does not fail the login: the old hash still verifies.
+async fn rehash(state: &AppState, identity_id: uuid::Uuid, password: &Password) {
+    match state.hasher.hash(password).await {
+        Ok(hash) => {
+            let config = json!({ "hashed_password": hash });
+            match state
+                .store
+                .update_password_config(identity_id, &config, now_ms())
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(identity = %identity_id, "password re-hashed with current parameters")
+                }
+                Err(e) => {
+                    tracing::warn!(identity = %identity_id, error = %e, "password re-hash not stored")
+                }
+            }
+        }
+        Err(e) => tracing::warn!(identity = %identity_id, error = %e, "password re-hash failed"),
     }
 }

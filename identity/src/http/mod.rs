@@ -1,8 +1,10 @@
 //! The two HTTP routers: the public API (self-service flows, whoami, schemas, built-in UI) and
 //! the admin API, plus the endpoints both share (health, version).
 
+pub mod admin;
 pub mod error;
 pub mod negotiate;
+pub mod sessions;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -65,6 +67,12 @@ pub fn public_router(state: AppState) -> Router {
             delete(flow::logout::perform_api),
         )
         .route("/sessions/whoami", any(whoami))
+        .route(
+            "/sessions",
+            get(sessions::list).delete(sessions::revoke_others),
+        )
+        .route("/sessions/{id}", delete(sessions::revoke_one))
+        .route("/admin/{*rest}", any(to_admin))
         .route("/schemas", get(list_schemas))
         .route("/schemas/{id}", get(get_schema))
         .merge(crate::ui::router())
@@ -81,8 +89,26 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version))
+        .nest("/admin", admin::routes())
+        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Admin paths on the public port answer 307 to the admin base URL, as Kratos does.
+async fn to_admin(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let target = format!(
+        "{}{}",
+        state.settings.admin_base,
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, v);
+    }
+    response
 }
 
 async fn alive() -> Response {

@@ -1,6 +1,8 @@
 //! Persistence of identities, credentials, sessions and self-service flows, behind the [`Store`]
 //! trait. One implementation ([`sql::SqlStore`]) serves PostgreSQL and SQLite from the same SQL.
 
+pub mod dsn;
+mod rows;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -90,6 +92,26 @@ pub struct FlowRecord {
     pub updated_at: i64,
 }
 
+/// A stored credential with its identifiers.
+#[derive(Debug, Clone)]
+pub struct StoredCredential {
+    pub kind: String,
+    pub config: Value,
+    pub identifiers: Vec<String>,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How an identity update touches its password credential.
+#[derive(Debug, Clone)]
+pub struct PasswordUpdate {
+    /// The identifiers derived from the new traits (replace the old ones).
+    pub identifiers: Vec<String>,
+    /// A new credential config (`{hashed_password}`), or None to keep the stored one.
+    pub config: Option<Value>,
+}
+
 /// Storage operations the service needs. Multi-row steps run in one transaction.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -120,6 +142,29 @@ pub trait Store: Send + Sync {
         identifier: &str,
     ) -> Result<Option<(IdentityRecord, Value)>, StoreError>;
 
+    /// Identities ordered by id, after a keyset cursor; optionally only the owner of an identifier.
+    async fn list_identities(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+        identifier: Option<&str>,
+    ) -> Result<Vec<IdentityRecord>, StoreError>;
+    async fn credentials(&self, identity_id: Uuid) -> Result<Vec<StoredCredential>, StoreError>;
+    /// Updates an identity row and its password credential atomically.
+    async fn update_identity(
+        &self,
+        identity: &IdentityRecord,
+        password: &PasswordUpdate,
+    ) -> Result<bool, StoreError>;
+    async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Replaces the stored password hash config (rehash on login).
+    async fn update_password_config(
+        &self,
+        identity_id: Uuid,
+        config: &Value,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
     async fn insert_session(
         &self,
         session: &SessionRecord,
@@ -132,6 +177,34 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError>;
     /// Deactivates the session with this token hash; false when there is none active.
     async fn revoke_session_by_token(&self, token_hash: &str, now: i64)
+    -> Result<bool, StoreError>;
+    async fn session(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError>;
+    /// Sessions ordered by id after a keyset cursor; `identity` narrows to one identity,
+    /// `active` filters on the computed active state at `now`.
+    async fn list_sessions(
+        &self,
+        identity: Option<Uuid>,
+        active: Option<bool>,
+        now: i64,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<(SessionRecord, IdentityRecord)>, StoreError>;
+    /// Deactivates one session; false when it does not exist.
+    async fn revoke_session(&self, id: Uuid, now: i64) -> Result<bool, StoreError>;
+    /// Deactivates every active session of an identity except `keep`; returns how many.
+    async fn revoke_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        keep: Option<Uuid>,
+        now: i64,
+    ) -> Result<u64, StoreError>;
+    /// Deletes every session of an identity.
+    async fn delete_identity_sessions(&self, identity_id: Uuid) -> Result<u64, StoreError>;
+    /// Sets a new expiry; false when the session does not exist.
+    async fn extend_session(&self, id: Uuid, expires_at: i64, now: i64)
     -> Result<bool, StoreError>;
     async fn set_logout_token(&self, session_id: Uuid, hash: &str) -> Result<(), StoreError>;
     /// Deactivates a session when the logout token hash belongs to it.

@@ -6,11 +6,19 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
-use super::{CredentialRecord, FlowRecord, IdentityRecord, SessionRecord, Store, StoreError};
+use super::dsn::Dsn;
+use super::rows::{
+    IDENTITY_COLUMNS, SESSION_COLUMNS, db, flow_from_row, identity_from_row, json_text, parse_json,
+    session_from_row,
+};
+use super::{
+    CredentialRecord, FlowRecord, IdentityRecord, PasswordUpdate, SessionRecord, Store, StoreError,
+    StoredCredential,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -18,65 +26,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
-}
-
-/// A DSN translated into what sqlx understands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dsn {
-    pub url: String,
-    pub memory: bool,
-    /// The SQLite file, when there is one (its folder is created on connect).
-    pub file: Option<String>,
-}
-
-impl Dsn {
-    /// Accepts `postgres://…`, `sqlite://<path>?mode=rwc`, Kratos' `sqlite:///path?_fk=true`
-    /// and `memory`.
-    pub fn parse(dsn: &str) -> Result<Self, StoreError> {
-        let dsn = dsn.trim();
-        if dsn == "memory" || dsn == "sqlite::memory:" || dsn == "sqlite://:memory:" {
-            return Ok(Self {
-                url: "sqlite::memory:".to_owned(),
-                memory: true,
-                file: None,
-            });
-        }
-        if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
-            return Ok(Self {
-                url: dsn.to_owned(),
-                memory: false,
-                file: None,
-            });
-        }
-        let Some(rest) = dsn
-            .strip_prefix("sqlite://")
-            .or_else(|| dsn.strip_prefix("sqlite:"))
-        else {
-            return Err(StoreError::Dsn(
-                "expected postgres://…, sqlite://<path> or memory".to_owned(),
-            ));
-        };
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if path.is_empty() {
-            return Err(StoreError::Dsn("sqlite DSN without a path".to_owned()));
-        }
-        if path == ":memory:" {
-            return Self::parse("memory");
-        }
-        // Keep the parameters sqlx knows; drop Kratos/Go driver ones such as `_fk=true`.
-        let mut kept: Vec<&str> = query
-            .split('&')
-            .filter(|p| p.starts_with("mode=") || p.starts_with("cache="))
-            .collect();
-        if !kept.iter().any(|p| p.starts_with("mode=")) {
-            kept.push("mode=rwc");
-        }
-        Ok(Self {
-            url: format!("sqlite://{path}?{}", kept.join("&")),
-            memory: false,
-            file: Some(path.to_owned()),
-        })
-    }
 }
 
 impl SqlStore {
@@ -145,102 +94,6 @@ impl SqlStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn db(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(inner) = &e
-        && inner.is_unique_violation()
-    {
-        return StoreError::Conflict;
-    }
-    StoreError::Unavailable(e)
-}
-
-fn json_text(value: &Value) -> String {
-    value.to_string()
-}
-
-fn parse_json(text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-const IDENTITY_COLUMNS: &str = "i.id AS i_id, i.schema_id AS i_schema_id, i.state AS i_state, \
-    i.traits AS i_traits, i.verifiable_addresses AS i_verifiable_addresses, \
-    i.recovery_addresses AS i_recovery_addresses, i.metadata_public AS i_metadata_public, \
-    i.metadata_admin AS i_metadata_admin, i.external_id AS i_external_id, \
-    i.state_changed_at AS i_state_changed_at, i.created_at AS i_created_at, \
-    i.updated_at AS i_updated_at";
-
-const SESSION_COLUMNS: &str = "s.id AS s_id, s.identity_id AS s_identity_id, s.active AS s_active, \
-    s.aal AS s_aal, s.authentication_methods AS s_authentication_methods, s.devices AS s_devices, \
-    s.issued_at AS s_issued_at, s.authenticated_at AS s_authenticated_at, \
-    s.expires_at AS s_expires_at, s.created_at AS s_created_at, s.updated_at AS s_updated_at";
-
-pub(crate) fn identity_from_row(row: &AnyRow) -> Result<IdentityRecord, StoreError> {
-    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(db);
-    let get_os = |c: &str| row.try_get::<Option<String>, _>(c).map_err(db);
-    let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(db);
-    Ok(IdentityRecord {
-        id: parse_uuid(&get_s("i_id")?)?,
-        schema_id: get_s("i_schema_id")?,
-        state: get_s("i_state")?,
-        traits: parse_json(&get_s("i_traits")?)?,
-        verifiable_addresses: parse_json(&get_s("i_verifiable_addresses")?)?,
-        recovery_addresses: parse_json(&get_s("i_recovery_addresses")?)?,
-        metadata_public: get_os("i_metadata_public")?
-            .map(|t| parse_json(&t))
-            .transpose()?,
-        metadata_admin: get_os("i_metadata_admin")?
-            .map(|t| parse_json(&t))
-            .transpose()?,
-        external_id: get_os("i_external_id")?,
-        state_changed_at: get_i("i_state_changed_at")?,
-        created_at: get_i("i_created_at")?,
-        updated_at: get_i("i_updated_at")?,
-    })
-}
-
-pub(crate) fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
-    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(db);
-    let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(db);
-    Ok(SessionRecord {
-        id: parse_uuid(&get_s("s_id")?)?,
-        identity_id: parse_uuid(&get_s("s_identity_id")?)?,
-        active: get_i("s_active")? != 0,
-        aal: get_s("s_aal")?,
-        authentication_methods: parse_json(&get_s("s_authentication_methods")?)?,
-        devices: parse_json(&get_s("s_devices")?)?,
-        issued_at: get_i("s_issued_at")?,
-        authenticated_at: get_i("s_authenticated_at")?,
-        expires_at: get_i("s_expires_at")?,
-        created_at: get_i("s_created_at")?,
-        updated_at: get_i("s_updated_at")?,
-    })
-}
-
-fn flow_from_row(row: &AnyRow) -> Result<FlowRecord, StoreError> {
-    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(db);
-    let get_os = |c: &str| row.try_get::<Option<String>, _>(c).map_err(db);
-    let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(db);
-    Ok(FlowRecord {
-        id: parse_uuid(&get_s("id")?)?,
-        kind: get_s("kind")?,
-        flow_type: get_s("type")?,
-        state: get_s("state")?,
-        request_url: get_s("request_url")?,
-        return_to: get_os("return_to")?,
-        csrf_token: get_s("csrf_token")?,
-        ui: parse_json(&get_s("ui")?)?,
-        identity_id: get_os("identity_id")?.map(|t| parse_uuid(&t)).transpose()?,
-        issued_at: get_i("issued_at")?,
-        expires_at: get_i("expires_at")?,
-        created_at: get_i("created_at")?,
-        updated_at: get_i("updated_at")?,
-    })
 }
 
 #[async_trait]
@@ -457,6 +310,300 @@ impl Store for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn list_identities(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+        identifier: Option<&str>,
+    ) -> Result<Vec<IdentityRecord>, StoreError> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let rows = match identifier {
+            Some(identifier) => {
+                sqlx::query(&format!(
+                    "SELECT {IDENTITY_COLUMNS} FROM identities i \
+                 JOIN identity_credentials c ON c.identity_id = i.id \
+                 JOIN identity_credential_identifiers ci ON ci.credential_id = c.id \
+                 WHERE ci.identifier = $1 AND i.id > $2 ORDER BY i.id LIMIT $3"
+                ))
+                .bind(identifier.to_owned())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => sqlx::query(&format!(
+                "SELECT {IDENTITY_COLUMNS} FROM identities i WHERE i.id > $1 ORDER BY i.id LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await,
+        }
+        .map_err(db)?;
+        rows.iter().map(identity_from_row).collect()
+    }
+
+    async fn credentials(&self, identity_id: Uuid) -> Result<Vec<StoredCredential>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id AS id, c.type AS type, c.config AS config, c.version AS version, \
+             c.created_at AS created_at, c.updated_at AS updated_at, ci.identifier AS identifier \
+             FROM identity_credentials c \
+             LEFT JOIN identity_credential_identifiers ci ON ci.credential_id = c.id \
+             WHERE c.identity_id = $1 ORDER BY c.type, ci.identifier",
+        )
+        .bind(identity_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out: Vec<(String, StoredCredential)> = Vec::new();
+        for row in &rows {
+            let id: String = row.try_get("id").map_err(db)?;
+            let identifier: Option<String> = row.try_get("identifier").map_err(db)?;
+            if let Some((_, existing)) = out.iter_mut().find(|(i, _)| *i == id) {
+                existing.identifiers.extend(identifier);
+                continue;
+            }
+            out.push((
+                id,
+                StoredCredential {
+                    kind: row.try_get("type").map_err(db)?,
+                    config: parse_json(&row.try_get::<String, _>("config").map_err(db)?)?,
+                    identifiers: identifier.into_iter().collect(),
+                    version: row.try_get("version").map_err(db)?,
+                    created_at: row.try_get("created_at").map_err(db)?,
+                    updated_at: row.try_get("updated_at").map_err(db)?,
+                },
+            ));
+        }
+        Ok(out.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn update_identity(
+        &self,
+        i: &IdentityRecord,
+        password: &PasswordUpdate,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE identities SET schema_id = $1, state = $2, traits = $3, \
+             verifiable_addresses = $4, recovery_addresses = $5, metadata_public = $6, \
+             metadata_admin = $7, external_id = $8, state_changed_at = $9, updated_at = $10 \
+             WHERE id = $11",
+        )
+        .bind(&i.schema_id)
+        .bind(&i.state)
+        .bind(json_text(&i.traits))
+        .bind(json_text(&i.verifiable_addresses))
+        .bind(json_text(&i.recovery_addresses))
+        .bind(i.metadata_public.as_ref().map(json_text))
+        .bind(i.metadata_admin.as_ref().map(json_text))
+        .bind(i.external_id.clone())
+        .bind(i.state_changed_at)
+        .bind(i.updated_at)
+        .bind(i.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM identity_credentials WHERE identity_id = $1 AND type = 'password'",
+        )
+        .bind(i.id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let credential_id = match (existing, &password.config) {
+            (Some(id), Some(config)) => {
+                sqlx::query(
+                    "UPDATE identity_credentials SET config = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(json_text(config))
+                .bind(i.updated_at)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Some(id)
+            }
+            (Some(id), None) => Some(id),
+            (None, Some(config)) => {
+                let id = Uuid::new_v4().to_string();
+                sqlx::query(
+                    "INSERT INTO identity_credentials (id, identity_id, type, config, version, \
+                     created_at, updated_at) VALUES ($1, $2, 'password', $3, 0, $4, $5)",
+                )
+                .bind(&id)
+                .bind(i.id.to_string())
+                .bind(json_text(config))
+                .bind(i.updated_at)
+                .bind(i.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                Some(id)
+            }
+            (None, None) => None,
+        };
+        if let Some(credential_id) = credential_id {
+            sqlx::query("DELETE FROM identity_credential_identifiers WHERE credential_id = $1")
+                .bind(&credential_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            for identifier in &password.identifiers {
+                sqlx::query(
+                    "INSERT INTO identity_credential_identifiers (id, credential_id, type, \
+                     identifier, created_at) VALUES ($1, $2, 'password', $3, $4)",
+                )
+                .bind(Uuid::new_v4().to_string())
+                .bind(&credential_id)
+                .bind(identifier)
+                .bind(i.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM identities WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_password_config(
+        &self,
+        identity_id: Uuid,
+        config: &Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE identity_credentials SET config = $1, updated_at = $2 \
+             WHERE identity_id = $3 AND type = 'password'",
+        )
+        .bind(json_text(config))
+        .bind(now)
+        .bind(identity_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS}, {IDENTITY_COLUMNS} FROM sessions s \
+             JOIN identities i ON i.id = s.identity_id WHERE s.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((session_from_row(&row)?, identity_from_row(&row)?)))
+    }
+
+    async fn list_sessions(
+        &self,
+        identity: Option<Uuid>,
+        active: Option<bool>,
+        now: i64,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<(SessionRecord, IdentityRecord)>, StoreError> {
+        // $1 identity ('' = any), $2 active filter (-1 any, 1 active, 0 inactive), $3 now.
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, {IDENTITY_COLUMNS} FROM sessions s \
+             JOIN identities i ON i.id = s.identity_id \
+             WHERE ($1 = '' OR s.identity_id = $1) \
+             AND ($2 < 0 OR (CASE WHEN s.active = 1 AND s.expires_at > $3 AND i.state = 'active' \
+                  THEN 1 ELSE 0 END) = $2) \
+             AND s.id > $4 ORDER BY s.id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(identity.map(|i| i.to_string()).unwrap_or_default())
+            .bind(match active {
+                None => -1i64,
+                Some(true) => 1,
+                Some(false) => 0,
+            })
+            .bind(now)
+            .bind(after.map(|a| a.to_string()).unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| Ok((session_from_row(row)?, identity_from_row(row)?)))
+            .collect()
+    }
+
+    async fn revoke_session(&self, id: Uuid, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET active = 0, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        keep: Option<Uuid>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET active = 0, updated_at = $1 \
+             WHERE identity_id = $2 AND active = 1 AND expires_at > $1 AND id <> $3",
+        )
+        .bind(now)
+        .bind(identity_id.to_string())
+        .bind(keep.map(|k| k.to_string()).unwrap_or_default())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_identity_sessions(&self, identity_id: Uuid) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE identity_id = $1")
+            .bind(identity_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn extend_session(
+        &self,
+        id: Uuid,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE sessions SET expires_at = $1, updated_at = $2 WHERE id = $3")
+                .bind(expires_at)
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn set_logout_token(&self, session_id: Uuid, hash: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET logout_token_hash = $1 WHERE id = $2")
             .bind(hash)
@@ -484,21 +631,5 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(done.rows_affected() > 0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kratos_sqlite_dsns_are_translated() {
-        let d = Dsn::parse("sqlite:///var/lib/kratos/db.sqlite?_fk=true").unwrap();
-        assert_eq!(d.url, "sqlite:///var/lib/kratos/db.sqlite?mode=rwc");
-        let d = Dsn::parse("sqlite://.local/identity.sqlite?mode=rwc").unwrap();
-        assert_eq!(d.url, "sqlite://.local/identity.sqlite?mode=rwc");
-        assert_eq!(d.file.as_deref(), Some(".local/identity.sqlite"));
-        assert!(Dsn::parse("memory").unwrap().memory);
-        assert!(Dsn::parse("mysql://x").is_err());
     }
 }
