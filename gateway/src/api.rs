@@ -139,13 +139,26 @@ fn decision_request(request: &Request) -> RequestInfo {
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip()),
+        body: None,
     }
 }
 
 const NOT_ECHOED: &[&str] = &["content-length", "transfer-encoding", "connection", "host"];
 
+/// Largest request body `/decisions` reads (for the `remote` authorizer).
+const MAX_DECISION_BODY: usize = 1 << 20;
+
 async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> Response {
-    let req = decision_request(&request);
+    let mut req = decision_request(&request);
+    match axum::body::to_bytes(request.into_body(), MAX_DECISION_BODY).await {
+        Ok(body) if !body.is_empty() => req.body = Some(body),
+        Ok(_) => {}
+        Err(_) => {
+            let mut error = PipelineError::internal("request body too large");
+            error.status = 413;
+            return to_response(&json_response(&error, false));
+        }
+    }
     match pipeline.decide(&req).await {
         Ok(decision) => {
             tracing::debug!(rule_id = %decision.rule.id, granted = true, "decision");

@@ -86,6 +86,7 @@ fn request_info(session: &Session, trust_forwarded: bool) -> RequestInfo {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
+        body: None,
     }
 }
 

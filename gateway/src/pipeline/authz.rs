@@ -20,10 +20,19 @@ pub trait Authorizer: Send + Sync {
 }
 
 /// Builds an authorizer from its merged config.
-pub fn build(name: &str, _config: &Value) -> Result<Arc<dyn Authorizer>, String> {
+pub fn build(
+    name: &str,
+    config: &Value,
+    client: &reqwest::Client,
+) -> Result<Arc<dyn Authorizer>, String> {
     Ok(match name {
         "allow" => Arc::new(Allow),
         "deny" => Arc::new(Deny),
+        "remote" | "remote_json" => Arc::new(super::remote_authz::RemoteAuthorizer::new(
+            name == "remote_json",
+            config,
+            client.clone(),
+        )?),
         other => {
             return Err(format!(
                 "authorizer {other:?} is not supported by this gateway yet"

@@ -338,6 +338,7 @@ mod tests {
             query: Some("tab=1".into()),
             headers,
             remote_addr: ip.parse().ok(),
+            body: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod error_handlers;
 pub mod jwt;
 pub mod mutate;
+pub mod remote_authz;
 pub mod session;
 pub mod session_check;
 
@@ -203,7 +204,7 @@ impl Pipeline {
             );
         }
         let config = self.merged(HandlerKind::Authorizer, id, "authorizer", &rule.authorizer)?;
-        let authorizer = authz::build(&rule.authorizer.handler, &config)
+        let authorizer = authz::build(&rule.authorizer.handler, &config, &self.client)
             .map_err(|m| err("authorizer".into(), m))?;
         let mut mutators = Vec::new();
         for (i, h) in rule.mutators.iter().enumerate() {

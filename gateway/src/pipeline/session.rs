@@ -24,6 +24,8 @@ pub struct RequestInfo {
     pub headers: HeaderMap,
     /// The client's address, when known.
     pub remote_addr: Option<std::net::IpAddr>,
+    /// The request body, when it was read (the `/decisions` path).
+    pub body: Option<bytes::Bytes>,
 }
 
 impl RequestInfo {
@@ -186,6 +188,7 @@ mod tests {
             query: Some("x=1&token=t%20k".into()),
             headers,
             remote_addr: None,
+            body: None,
         };
         assert_eq!(req.cookie("ory_kratos_session"), Some("xyz"));
         assert_eq!(req.cookie("b"), None);
