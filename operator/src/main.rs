@@ -1,0 +1,4 @@
+//! The `portcullis-operator` binary.
+fn main() -> std::process::ExitCode {
+    portcullis_operator::cli::main()
+}
