@@ -256,3 +256,18 @@ pub fn context(api: &FakeApi, rules: &[Rule], leader: bool) -> Arc<Context> {
     ctx.rules = vec![synced_store(rules)];
     Arc::new(ctx)
 }
+
+/// A synced reflector store of dynamic objects (`--oathkeeper-compat` rules).
+pub fn synced_dynamic_store(
+    objects: &[kube::api::DynamicObject],
+    resource: &kube::api::ApiResource,
+) -> Store<kube::api::DynamicObject> {
+    let mut writer = reflector::store::Writer::new(resource.clone());
+    let store = writer.as_reader();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
