@@ -20,6 +20,7 @@ pub struct Settings {
     pub admin_base: String,
     pub registration_ui_url: String,
     pub login_ui_url: String,
+    pub settings_ui_url: String,
     pub error_ui_url: Option<String>,
     pub default_return_url: String,
     pub registration_return_url: Option<String>,
@@ -31,6 +32,8 @@ pub struct Settings {
     pub registration_issues_session: bool,
     pub registration_lifespan_ms: i64,
     pub login_lifespan_ms: i64,
+    pub settings_lifespan_ms: i64,
+    pub privileged_session_max_age_ms: i64,
     pub session_lifespan_ms: i64,
     pub session_cookie_name: String,
     pub session_cookie_persistent: bool,
@@ -111,6 +114,11 @@ impl Settings {
                 .ui_url
                 .clone()
                 .unwrap_or_else(|| format!("{public_base}/ui/login")),
+            settings_ui_url: flows
+                .settings
+                .ui_url
+                .clone()
+                .unwrap_or_else(|| format!("{public_base}/ui/settings")),
             error_ui_url: None,
             default_return_url: config
                 .selfservice
@@ -143,6 +151,14 @@ impl Settings {
             registration_issues_session: config.registration_issues_session(),
             registration_lifespan_ms: lifespan_ms(flows.registration.lifespan()),
             login_lifespan_ms: lifespan_ms(flows.login.lifespan()),
+            settings_lifespan_ms: lifespan_ms(
+                crate::config::units::parse_duration(&flows.settings.lifespan)
+                    .unwrap_or(std::time::Duration::from_secs(3600)),
+            ),
+            privileged_session_max_age_ms: lifespan_ms(
+                crate::config::units::parse_duration(&flows.settings.privileged_session_max_age)
+                    .unwrap_or(std::time::Duration::from_secs(3600)),
+            ),
             session_lifespan_ms: lifespan_ms(config.session.lifespan()),
             session_cookie_name: config.session.cookie.name.clone(),
             session_cookie_persistent: config.session.cookie.persistent,

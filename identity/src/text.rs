@@ -153,6 +153,27 @@ impl Message {
         Self::info(1040001, "Sign up")
     }
 
+    pub fn label_save() -> Self {
+        Self::info(1070003, "Save")
+    }
+
+    pub fn settings_saved() -> Self {
+        Self::new(
+            1050001,
+            "success",
+            "Your changes have been saved!".to_owned(),
+            None,
+        )
+    }
+
+    pub fn same_password() -> Self {
+        Self::error(
+            4000039,
+            "The new password must be different from the old password.".to_owned(),
+            json!({}),
+        )
+    }
+
     pub fn label_trait(title: &str, name: &str) -> Self {
         Self::new(
             1070002,

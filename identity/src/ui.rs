@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui", get(|| async { flow::see_other("/ui/welcome") }))
         .route("/ui/registration", get(registration))
         .route("/ui/login", get(login))
+        .route("/ui/settings", get(settings))
         .route("/ui/welcome", get(welcome))
 }
 
@@ -176,6 +177,10 @@ async fn flow_page(state: &AppState, kind: FlowKind, flow_id: Option<&str>) -> R
             "Sign in",
             "<p>No account yet? <a href=\"/self-service/registration/browser\">Sign up</a></p>",
         ),
+        FlowKind::Settings => (
+            "Account settings",
+            "<p><a href=\"/ui/welcome\">Back</a></p>",
+        ),
     };
     page(title, &format!("{}{other}", form_html(&json)))
 }
@@ -198,6 +203,15 @@ async fn login(State(state): State<AppState>, Query(q): Query<Value>) -> Respons
     .await
 }
 
+async fn settings(State(state): State<AppState>, Query(q): Query<Value>) -> Response {
+    flow_page(
+        &state,
+        FlowKind::Settings,
+        q.get("flow").and_then(Value::as_str),
+    )
+    .await
+}
+
 async fn welcome(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let session = match state.current_session(&headers).await {
         Ok(s) => s,
@@ -212,7 +226,11 @@ async fn welcome(State(state): State<AppState>, headers: HeaderMap) -> Response 
         );
     };
     let logout = match flow::logout::logout_url(&state, &headers, None).await {
-        Ok((url, _)) => format!("<p><a href=\"{}\">Sign out</a></p>", escape(&url)),
+        Ok((url, _)) => format!(
+            "<p><a href=\"/self-service/settings/browser\">Account settings</a> · \
+             <a href=\"{}\">Sign out</a></p>",
+            escape(&url)
+        ),
         Err(_) => String::new(),
     };
     let traits: String = identity

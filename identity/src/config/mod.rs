@@ -156,7 +156,26 @@ impl Default for PasswordPolicy {
 pub struct Flows {
     pub registration: FlowConfig,
     pub login: FlowConfig,
+    pub settings: SettingsFlow,
     pub logout: LogoutFlow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SettingsFlow {
+    pub ui_url: Option<String>,
+    pub lifespan: String,
+    pub privileged_session_max_age: String,
+}
+
+impl Default for SettingsFlow {
+    fn default() -> Self {
+        Self {
+            ui_url: None,
+            lifespan: "1h".to_owned(),
+            privileged_session_max_age: "1h".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +417,14 @@ impl Config {
                 &self.selfservice.flows.login.lifespan,
             ),
             ("session.lifespan", &self.session.lifespan),
+            (
+                "selfservice.flows.settings.lifespan",
+                &self.selfservice.flows.settings.lifespan,
+            ),
+            (
+                "selfservice.flows.settings.privileged_session_max_age",
+                &self.selfservice.flows.settings.privileged_session_max_age,
+            ),
         ] {
             if units::parse_duration(value).is_none() {
                 return Err(ConfigError::Invalid(format!(

@@ -5,6 +5,11 @@
 pub mod login;
 pub mod logout;
 pub mod registration;
+pub mod settings;
+mod submit;
+
+use submit::csrf_error;
+pub use submit::{begin_submit, flow_failed, flow_failed_with, parse_body};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +19,7 @@ use uuid::Uuid;
 
 use crate::clock::{now_ms, rfc3339};
 use crate::http::error::ApiError;
-use crate::http::negotiate::{is_json_request, wants_html};
+use crate::http::negotiate::wants_html;
 use crate::state::AppState;
 use crate::store::FlowRecord;
 use crate::text::Message;
@@ -24,6 +29,7 @@ use crate::text::Message;
 pub enum FlowKind {
     Login,
     Registration,
+    Settings,
 }
 
 impl FlowKind {
@@ -31,6 +37,7 @@ impl FlowKind {
         match self {
             Self::Login => "login",
             Self::Registration => "registration",
+            Self::Settings => "settings",
         }
     }
 
@@ -38,6 +45,7 @@ impl FlowKind {
         match self {
             Self::Login => state.settings.login_ui_url.clone(),
             Self::Registration => state.settings.registration_ui_url.clone(),
+            Self::Settings => state.settings.settings_ui_url.clone(),
         }
     }
 
@@ -45,6 +53,7 @@ impl FlowKind {
         match self {
             Self::Login => state.settings.login_lifespan_ms,
             Self::Registration => state.settings.registration_lifespan_ms,
+            Self::Settings => state.settings.settings_lifespan_ms,
         }
     }
 
@@ -52,6 +61,7 @@ impl FlowKind {
         match self {
             Self::Login => 4010001,
             Self::Registration => 4040001,
+            Self::Settings => 4050001,
         }
     }
 
@@ -59,6 +69,7 @@ impl FlowKind {
         match self {
             Self::Login => login::nodes(),
             Self::Registration => registration::nodes(state),
+            Self::Settings => Vec::new(),
         }
     }
 }
@@ -234,21 +245,53 @@ pub async fn create(
     return_to: Option<String>,
     csrf_token: String,
 ) -> Result<FlowRecord, ApiError> {
-    let now = now_ms();
     let mut nodes = vec![csrf_node()];
     nodes.extend(kind.initial_nodes(state));
-    let record = FlowRecord {
-        id: Uuid::new_v4(),
-        kind: kind.name().to_owned(),
-        flow_type: flow_type.name().to_owned(),
-        state: "choose_method".to_owned(),
+    let new = NewFlow {
+        kind,
+        flow_type,
         request_url,
         return_to,
         csrf_token,
-        ui: json!({ "nodes": nodes, "messages": [] }),
+        nodes,
         identity_id: None,
+        state: if kind == FlowKind::Settings {
+            "show_form"
+        } else {
+            "choose_method"
+        },
+    };
+    create_with(state, new).await
+}
+
+/// Everything a new flow is made of.
+pub struct NewFlow {
+    pub kind: FlowKind,
+    pub flow_type: FlowType,
+    pub request_url: String,
+    pub return_to: Option<String>,
+    pub csrf_token: String,
+    /// All nodes, the csrf node included.
+    pub nodes: Vec<Value>,
+    pub identity_id: Option<Uuid>,
+    pub state: &'static str,
+}
+
+/// Creates and stores a flow from explicit parts.
+pub async fn create_with(state: &AppState, new: NewFlow) -> Result<FlowRecord, ApiError> {
+    let now = now_ms();
+    let record = FlowRecord {
+        id: Uuid::new_v4(),
+        kind: new.kind.name().to_owned(),
+        flow_type: new.flow_type.name().to_owned(),
+        state: new.state.to_owned(),
+        request_url: new.request_url,
+        return_to: new.return_to,
+        csrf_token: new.csrf_token,
+        ui: json!({ "nodes": new.nodes, "messages": [] }),
+        identity_id: new.identity_id,
         issued_at: now,
-        expires_at: now.saturating_add(kind.lifespan_ms(state)),
+        expires_at: now.saturating_add(new.kind.lifespan_ms(state)),
         created_at: now,
         updated_at: now,
     };
@@ -379,188 +422,22 @@ pub async fn fetch(
             .extra("expired_at", json!(rfc3339(record.expires_at)))
             .into_response();
     }
-    no_cache(axum::Json(flow_json(state, &record)).into_response())
-}
-
-fn csrf_error(rejection: crate::csrf::Rejection) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN)
-        .id("security_csrf_violation")
-        .reason("Please retry the flow and optionally clear your cookies. The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, leaking personal information, and other serious security issues.")
-        .details(json!({
-            "hint": rejection.reason(),
-            "reject_reason": rejection.reason(),
-        }))
-}
-
-/// Parses a submit body (JSON, or a form with dotted names such as `traits.email`).
-pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
-    if is_json {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("Unable to decode JSON body: {e}")))?;
-        if !value.is_object() {
-            return Err(ApiError::bad_request(
-                "The request body must be a JSON object.",
-            ));
+    let mut body = flow_json(state, &record);
+    if kind == FlowKind::Settings {
+        let session = match state.current_session(headers).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return ApiError::unauthorized().into_response(),
+            Err(e) => return e.into_response(),
+        };
+        if Some(session.1.id) != record.identity_id {
+            return ApiError::new(StatusCode::FORBIDDEN)
+                .id("security_identity_mismatch")
+                .reason("The flow belongs to another identity.")
+                .into_response();
         }
-        return Ok(value);
+        body["identity"] = crate::identity::identity_json(&session.1, &state.settings.public_base);
     }
-    let mut root = Value::Object(Map::new());
-    for (key, value) in url::form_urlencoded::parse(body) {
-        let parts: Vec<&str> = key.split('.').collect();
-        let mut node = &mut root;
-        for (i, part) in parts.iter().enumerate() {
-            let Value::Object(map) = node else { break };
-            if i + 1 == parts.len() {
-                map.insert((*part).to_owned(), Value::String(value.to_string()));
-                break;
-            }
-            node = map
-                .entry((*part).to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !node.is_object() {
-                *node = Value::Object(Map::new());
-            }
-        }
-    }
-    Ok(root)
-}
-
-/// The common submit checks. Returns the flow, or the response that ends the request.
-pub async fn begin_submit(
-    state: &AppState,
-    kind: FlowKind,
-    headers: &HeaderMap,
-    flow_id: Option<&str>,
-    body: &Value,
-) -> Result<FlowRecord, Response> {
-    let record = load(state, kind, flow_id)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let now = now_ms();
-    if record.expires_at <= now {
-        return Err(expired(state, kind, &record, headers, now).await);
-    }
-    if record.flow_type == "browser" {
-        let cookie = crate::cookie::read(headers, &state.settings.csrf_cookie_name);
-        let submitted = body
-            .get("csrf_token")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| {
-                headers
-                    .get("x-csrf-token")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            });
-        if let Err(rejection) =
-            crate::csrf::verify(cookie.as_deref(), submitted.as_deref(), &record.csrf_token)
-        {
-            tracing::info!(flow = %record.id, reason = rejection.reason(), "CSRF check failed");
-            return Err(csrf_error(rejection).into_response());
-        }
-    } else if (crate::cookie::has_non_cloudflare_cookie(headers)
-        || headers.contains_key(header::ORIGIN))
-        && !state.settings.dev_disable_api_flow_enforcement()
-    {
-        let mut record = record;
-        clear_messages(&mut record.ui);
-        add_message(
-            &mut record.ui,
-            None,
-            Message::validation(
-                "The HTTP request contains a Cookie or Origin header, which is not allowed for API flows. Use browser flows in browsers.",
-            ),
-        );
-        return Err(flow_failed(state, kind, record, headers).await);
-    }
-    Ok(record)
-}
-
-async fn expired(
-    state: &AppState,
-    kind: FlowKind,
-    old: &FlowRecord,
-    headers: &HeaderMap,
-    now: i64,
-) -> Response {
-    let flow_type = if old.flow_type == "browser" {
-        FlowType::Browser
-    } else {
-        FlowType::Api
-    };
-    let minutes = (now - old.expires_at) as f64 / 60_000.0;
-    let mut replacement = match create(
-        state,
-        kind,
-        flow_type,
-        old.request_url.clone(),
-        old.return_to.clone(),
-        old.csrf_token.clone(),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    add_message(
-        &mut replacement.ui,
-        None,
-        Message::flow_expired(kind.expired_message_id(), kind.name(), minutes),
-    );
-    if let Err(e) = state
-        .store
-        .update_flow(replacement.id, &replacement.state, &replacement.ui, now)
-        .await
-    {
-        return ApiError::from(e).into_response();
-    }
-    if flow_type == FlowType::Browser && !is_json_request(headers) {
-        return see_other(&ui_redirect_url(state, kind, replacement.id));
-    }
-    ApiError::new(StatusCode::GONE)
-        .id("self_service_flow_expired")
-        .reason(format!(
-            "The self-service flow expired {minutes:.2} minutes ago, initialize a new one."
-        ))
-        .extra("use_flow_id", json!(replacement.id))
-        .extra("expired_at", json!(rfc3339(old.expires_at)))
-        .extra(
-            "since",
-            json!((now - old.expires_at).saturating_mul(1_000_000)),
-        )
-        .into_response()
-}
-
-/// Stores the flow with its new messages, then answers 400 with the flow (API/JSON) or 303
-/// back to the UI (browser HTML).
-pub async fn flow_failed(
-    state: &AppState,
-    kind: FlowKind,
-    record: FlowRecord,
-    headers: &HeaderMap,
-) -> Response {
-    let now = now_ms();
-    if let Err(e) = state
-        .store
-        .update_flow(record.id, &record.state, &record.ui, now)
-        .await
-    {
-        return ApiError::from(e).into_response();
-    }
-    if record.flow_type == "browser" && !is_json_request(headers) {
-        return see_other(&ui_redirect_url(state, kind, record.id));
-    }
-    no_cache(
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(flow_json(state, &record)),
-        )
-            .into_response(),
-    )
+    no_cache(axum::Json(body).into_response())
 }
 
 /// Where a browser goes after a successful flow.

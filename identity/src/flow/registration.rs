@@ -23,6 +23,37 @@ const KIND: FlowKind = FlowKind::Registration;
 
 /// Trait nodes from the default schema, then password and the submit button.
 pub fn nodes(state: &AppState) -> Vec<Value> {
+    let mut out = trait_nodes(state, "default");
+    out.extend(password_nodes(Message::label_sign_up()));
+    out
+}
+
+/// The `password` input and the `method=password` submit.
+pub fn password_nodes(submit_label: Message) -> Vec<Value> {
+    vec![
+        input_node(
+            "password",
+            "password",
+            "password",
+            None,
+            true,
+            Some("new-password"),
+            Some(Message::label_password()),
+        ),
+        input_node(
+            "password",
+            "method",
+            "submit",
+            Some(json!("password")),
+            false,
+            None,
+            Some(submit_label),
+        ),
+    ]
+}
+
+/// One input node per trait of the default schema, in `group`.
+pub fn trait_nodes(state: &AppState, group: &str) -> Vec<Value> {
     let mut out = Vec::new();
     if let Some(schema) = state.schemas.default_schema() {
         for field in &schema.fields {
@@ -40,7 +71,7 @@ pub fn nodes(state: &AppState) -> Vec<Value> {
             let name = format!("traits.{}", field.path);
             let title = field.title.clone().unwrap_or_else(|| field.path.clone());
             let mut node = input_node(
-                "default",
+                group,
                 &name,
                 input_type,
                 None,
@@ -54,24 +85,6 @@ pub fn nodes(state: &AppState) -> Vec<Value> {
             out.push(node);
         }
     }
-    out.push(input_node(
-        "password",
-        "password",
-        "password",
-        None,
-        true,
-        Some("new-password"),
-        Some(Message::label_password()),
-    ));
-    out.push(input_node(
-        "password",
-        "method",
-        "submit",
-        Some(json!("password")),
-        false,
-        None,
-        Some(Message::label_sign_up()),
-    ));
     out
 }
 

@@ -58,6 +58,22 @@ pub fn public_router(state: AppState) -> Router {
             get(flow::login::submit).post(flow::login::submit),
         )
         .route(
+            "/self-service/settings/api",
+            get(flow::settings::create_api),
+        )
+        .route(
+            "/self-service/settings/browser",
+            get(flow::settings::create_browser),
+        )
+        .route(
+            "/self-service/settings/flows",
+            get(flow::settings::get_flow),
+        )
+        .route(
+            "/self-service/settings",
+            get(flow::settings::submit).post(flow::settings::submit),
+        )
+        .route(
             "/self-service/logout/browser",
             get(flow::logout::create_browser),
         )

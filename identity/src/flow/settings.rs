@@ -1,0 +1,310 @@
+//! Settings for a signed-in identity (`/self-service/settings/{api,browser}`, submit
+//! `POST /self-service/settings?flow=`): the `profile` method (traits) and the `password` method.
+//! Changing the password or a login identifier needs a privileged (recent) session.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{
+    FlowKind, FlowType, NewFlow, add_message, clear_messages, csrf_node, input_node, set_value,
+};
+use crate::clock::now_ms;
+use crate::http::error::ApiError;
+use crate::http::negotiate::{is_json_request, wants_html};
+use crate::identity::{identity_json, refresh_addresses};
+use crate::password::{Password, check_policy};
+use crate::state::AppState;
+use crate::store::{IdentityRecord, PasswordUpdate, SessionRecord, StoreError};
+use crate::text::Message;
+
+const KIND: FlowKind = FlowKind::Settings;
+
+fn nodes(state: &AppState, identity: &IdentityRecord) -> Vec<Value> {
+    let mut ui =
+        json!({ "nodes": super::registration::trait_nodes(state, "profile"), "messages": [] });
+    if let Some(schema) = state.schemas.get(&identity.schema_id) {
+        for field in &schema.fields {
+            if let Some(v) = crate::schema::lookup(&identity.traits, &field.path) {
+                set_value(&mut ui, &format!("traits.{}", field.path), v.clone());
+            }
+        }
+    }
+    let mut out = vec![csrf_node()];
+    out.extend(ui["nodes"].as_array().cloned().unwrap_or_default());
+    out.push(input_node(
+        "profile",
+        "method",
+        "submit",
+        Some(json!("profile")),
+        false,
+        None,
+        Some(Message::label_save()),
+    ));
+    out.extend(super::registration::password_nodes(Message::label_save()));
+    out
+}
+
+/// `GET /self-service/settings/api`.
+pub async fn create_api(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+) -> Response {
+    create(state, uri, query, headers, FlowType::Api).await
+}
+
+/// `GET /self-service/settings/browser`.
+pub async fn create_browser(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+) -> Response {
+    create(state, uri, query, headers, FlowType::Browser).await
+}
+
+async fn create(
+    state: AppState,
+    uri: OriginalUri,
+    query: Value,
+    headers: HeaderMap,
+    flow_type: FlowType,
+) -> Response {
+    let return_to = match super::check_return_to(&state, &query) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let request_url = format!("{}{}", state.settings.public_base, uri.0);
+    let (_, identity) = match state.current_session(&headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) if flow_type == FlowType::Browser && wants_html(&headers) => {
+            let mut login = match Url::parse(&format!(
+                "{}/self-service/login/browser",
+                state.settings.public_base
+            )) {
+                Ok(u) => u,
+                Err(_) => return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response(),
+            };
+            login
+                .query_pairs_mut()
+                .append_pair("return_to", &request_url);
+            return super::see_other(login.as_str());
+        }
+        Ok(None) => return ApiError::unauthorized().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let (csrf, cookie) = super::csrf_for_request(&state, &headers);
+    let cookies: Vec<String> = match flow_type {
+        FlowType::Browser => cookie.into_iter().collect(),
+        FlowType::Api => Vec::new(),
+    };
+    let new = NewFlow {
+        kind: KIND,
+        flow_type,
+        request_url,
+        return_to,
+        csrf_token: csrf,
+        nodes: nodes(&state, &identity),
+        identity_id: Some(identity.id),
+        state: "show_form",
+    };
+    let record = match super::create_with(&state, new).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let response = if flow_type == FlowType::Browser && wants_html(&headers) {
+        super::see_other(&super::ui_redirect_url(&state, KIND, record.id))
+    } else {
+        let mut body = super::flow_json(&state, &record);
+        body["identity"] = identity_json(&identity, &state.settings.public_base);
+        axum::Json(body).into_response()
+    };
+    super::no_cache(super::with_cookies(response, &cookies))
+}
+
+/// `GET /self-service/settings/flows?id=`.
+pub async fn get_flow(
+    State(state): State<AppState>,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+) -> Response {
+    super::fetch(
+        &state,
+        KIND,
+        &headers,
+        query.get("id").and_then(Value::as_str),
+    )
+    .await
+}
+
+fn privileged(state: &AppState, session: &SessionRecord, now: i64) -> bool {
+    session
+        .authenticated_at
+        .saturating_add(state.settings.privileged_session_max_age_ms)
+        > now
+}
+
+fn refresh_required(state: &AppState, record_request_url: &str, headers: &HeaderMap) -> Response {
+    let target = Url::parse(&format!(
+        "{}/self-service/login/browser?refresh=true",
+        state.settings.public_base
+    ))
+    .map(|mut u| {
+        u.query_pairs_mut()
+            .append_pair("return_to", record_request_url);
+        u.to_string()
+    })
+    .unwrap_or_default();
+    if !is_json_request(headers) && headers.get("x-session-token").is_none() {
+        return super::see_other(&target);
+    }
+    ApiError::new(StatusCode::FORBIDDEN)
+        .id("session_refresh_required")
+        .reason("The login session is too old and thus not allowed to update these fields. Please re-authenticate.")
+        .details(json!({ "redirect_browser_to": target }))
+        .extra("redirect_browser_to", json!(target))
+        .into_response()
+}
+
+/// `POST /self-service/settings?flow=`.
+pub async fn submit(
+    State(state): State<AppState>,
+    Query(query): Query<Value>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match super::parse_body(&headers, &body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let flow_id = query.get("flow").and_then(Value::as_str);
+    let mut record = match super::begin_submit(&state, KIND, &headers, flow_id, &body).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let (session, mut identity) = match state.current_session(&headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return ApiError::unauthorized().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    if record.identity_id != Some(identity.id) {
+        return ApiError::new(StatusCode::FORBIDDEN)
+            .id("security_identity_mismatch")
+            .reason("The flow belongs to another identity.")
+            .into_response();
+    }
+    let Some(schema) = state.schemas.get(&identity.schema_id) else {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+    };
+    let public = state.settings.public_base.clone();
+    clear_messages(&mut record.ui);
+    let now = now_ms();
+    let old_identifiers = schema.password_identifiers(&identity.traits);
+    let update = match body.get("method").and_then(Value::as_str) {
+        Some("profile") => {
+            let mut traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
+            if !traits.is_object() {
+                traits = json!({});
+            }
+            schema.coerce_form_traits(&mut traits);
+            for field in &schema.fields {
+                if let Some(value) = crate::schema::lookup(&traits, &field.path) {
+                    set_value(
+                        &mut record.ui,
+                        &format!("traits.{}", field.path),
+                        value.clone(),
+                    );
+                }
+            }
+            let errors = schema.validate(&traits);
+            if !errors.is_empty() {
+                for e in errors {
+                    add_message(&mut record.ui, e.node.as_deref(), e.message);
+                }
+                let current = identity_json(&identity, &public);
+                return super::flow_failed_with(&state, KIND, record, &headers, Some(current))
+                    .await;
+            }
+            let identifiers = schema.password_identifiers(&traits);
+            if identifiers != old_identifiers && !privileged(&state, &session, now) {
+                return refresh_required(&state, &record.request_url, &headers);
+            }
+            identity.traits = traits;
+            refresh_addresses(&schema, &mut identity, now);
+            PasswordUpdate {
+                identifiers,
+                config: None,
+            }
+        }
+        Some("password") => {
+            if !privileged(&state, &session, now) {
+                return refresh_required(&state, &record.request_url, &headers);
+            }
+            let password = Password::new(
+                body.get("password")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            if let Some(problem) = check_policy(&state.settings.policy, &password, &old_identifiers)
+            {
+                add_message(&mut record.ui, Some("password"), problem);
+                let current = identity_json(&identity, &public);
+                return super::flow_failed_with(&state, KIND, record, &headers, Some(current))
+                    .await;
+            }
+            let hashed = match state.hasher.hash(&password).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "password hashing failed");
+                    return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+                }
+            };
+            PasswordUpdate {
+                identifiers: old_identifiers,
+                config: Some(json!({ "hashed_password": hashed })),
+            }
+        }
+        _ => {
+            add_message(&mut record.ui, None, Message::unknown_method());
+            let current = identity_json(&identity, &public);
+            return super::flow_failed_with(&state, KIND, record, &headers, Some(current)).await;
+        }
+    };
+    identity.updated_at = now;
+    match state.store.update_identity(&identity, &update).await {
+        Ok(true) => {}
+        Ok(false) => return ApiError::unauthorized().into_response(),
+        Err(StoreError::Conflict) => {
+            add_message(&mut record.ui, None, Message::duplicate_identifier());
+            let current = identity_json(&identity, &public);
+            return super::flow_failed_with(&state, KIND, record, &headers, Some(current)).await;
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    tracing::info!(identity = %identity.id, "settings updated");
+    record.state = "success".to_owned();
+    add_message(&mut record.ui, None, Message::settings_saved());
+    if let Err(e) = state
+        .store
+        .update_flow(record.id, &record.state, &record.ui, now)
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    if record.flow_type == "browser" && !is_json_request(&headers) {
+        let target = record
+            .return_to
+            .clone()
+            .unwrap_or_else(|| super::ui_redirect_url(&state, KIND, record.id));
+        return super::see_other(&target);
+    }
+    let mut flow = super::flow_json(&state, &record);
+    flow["identity"] = identity_json(&identity, &public);
+    super::no_cache(axum::Json(flow).into_response())
+}
