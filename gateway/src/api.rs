@@ -22,6 +22,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> axum::Router {
         .route("/health/alive", get(alive))
         .route("/health/ready", get(ready))
         .route("/version", get(version))
+        .route("/.well-known/jwks.json", get(well_known_jwks))
         .route("/rules", get(list_rules))
         .route("/rules/{id}", get(get_rule))
         .route("/decisions", any(decisions))
@@ -42,6 +43,34 @@ async fn ready(State(pipeline): State<Arc<Pipeline>>) -> Response {
         let body = json!({"errors": {"rules_loaded": "no access rules are loaded"}});
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
+}
+
+/// Public keys of every `id_token` signing JWKS (private parts and symmetric keys omitted).
+async fn well_known_jwks(State(pipeline): State<Arc<Pipeline>>) -> Response {
+    let mut keys: Vec<crate::jose::Jwk> = Vec::new();
+    for url in pipeline.id_token_jwks_urls() {
+        match pipeline
+            .jwks()
+            .get(&url, std::time::Duration::from_secs(30))
+            .await
+        {
+            Ok(set) => {
+                for key in set.keys.iter().filter_map(crate::jose::Jwk::public) {
+                    if !keys.iter().any(|k| k.kid.is_some() && k.kid == key.kid) {
+                        keys.push(key);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot publish id_token keys");
+                return to_response(&json_response(
+                    &PipelineError::internal(e.to_string()),
+                    false,
+                ));
+            }
+        }
+    }
+    Json(json!({ "keys": keys })).into_response()
 }
 
 async fn version() -> Json<serde_json::Value> {

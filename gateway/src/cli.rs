@@ -21,6 +21,18 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print a new private JWK set for the id_token mutator (like `oathkeeper credentials
+    /// generate`). Mount the output from a Secret and point `mutators.id_token.config.jwks_url`
+    /// at it with `file://`.
+    #[command(name = "credentials-generate")]
+    CredentialsGenerate {
+        /// Signing algorithm (ES256 only: RSA keys are generated with e.g. openssl).
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Key id.
+        #[arg(long, default_value = "portcullis-1")]
+        kid: String,
+    },
     /// Run a tiny echo server that answers every request with the method, path, query and
     /// headers it received (to see e.g. X-User-Id set by the gateway).
     DemoUpstream {
@@ -43,6 +55,31 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::CredentialsGenerate { alg, kid } => {
+            if alg != "ES256" {
+                eprintln!("portcullis-gateway: only ES256 keys can be generated here");
+                return ExitCode::FAILURE;
+            }
+            let set = crate::jose::generate_es256(&kid)
+                .map(|key| crate::jose::JwkSet { keys: vec![key] });
+            match set.map(|s| serde_json::to_string_pretty(&s)) {
+                Ok(Ok(text)) => {
+                    use std::io::Write;
+                    match writeln!(std::io::stdout(), "{text}") {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(_) => ExitCode::FAILURE,
+                    }
+                }
+                Ok(Err(e)) => {
+                    eprintln!("portcullis-gateway: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("portcullis-gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::DemoUpstream { listen } => {
             crate::telemetry::init(None, None);
             let runtime = match tokio::runtime::Builder::new_multi_thread()

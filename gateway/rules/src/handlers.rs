@@ -165,6 +165,20 @@ pub struct CookieMutatorConfig {
     pub cookies: BTreeMap<String, String>,
 }
 
+/// `id_token` mutator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdTokenConfig {
+    /// `iss` of the issued tokens (required after merge).
+    pub issuer_url: Option<String>,
+    /// JWKS holding the private signing key (required after merge).
+    pub jwks_url: Option<String>,
+    /// Token lifetime as a Go duration (default `15m`).
+    pub ttl: Option<String>,
+    /// Template producing a JSON object of extra claims.
+    pub claims: Option<String>,
+}
+
 /// `remote` and `remote_json` authorizers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +278,10 @@ pub fn check_config(kind: HandlerKind, name: &str, config: &Value) -> Result<(),
         (K::Mutator, "header") => {
             templates(shape::<HeaderMutatorConfig>(config)?.headers.values())?
         }
+        (K::Mutator, "id_token") => {
+            let c = shape::<IdTokenConfig>(config)?;
+            templates(c.claims.iter())?;
+        }
         (K::Mutator, "cookie") => {
             templates(shape::<CookieMutatorConfig>(config)?.cookies.values())?
         }
@@ -302,6 +320,15 @@ pub fn check_merged_config(kind: HandlerKind, name: &str, config: &Value) -> Res
         }
         (K::Authenticator, "jwt") if shape::<JwtConfig>(config)?.jwks_urls.is_empty() => {
             return missing("jwks_urls");
+        }
+        (K::Mutator, "id_token") => {
+            let c = shape::<IdTokenConfig>(config)?;
+            if c.issuer_url.is_none() {
+                return missing("issuer_url");
+            }
+            if c.jwks_url.is_none() {
+                return missing("jwks_url");
+            }
         }
         (K::Authorizer, "remote" | "remote_json") => {
             let c = shape::<RemoteAuthorizerConfig>(config)?;

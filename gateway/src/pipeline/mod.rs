@@ -10,6 +10,7 @@ pub mod authn;
 pub mod authz;
 pub mod error;
 pub mod error_handlers;
+pub mod id_token;
 pub mod jwt;
 pub mod mutate;
 pub mod remote_authz;
@@ -145,6 +146,31 @@ impl Pipeline {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// JWKS locations of every `id_token` mutator (global config and rules).
+    pub fn id_token_jwks_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        let global = self.config.handler(HandlerKind::Mutator, "id_token");
+        if let Some(url) = global.config.get("jwks_url").and_then(Value::as_str) {
+            urls.push(url.to_owned());
+        }
+        let snapshot = self.snapshot.load();
+        for prepared in &snapshot.prepared {
+            for m in &prepared.mutators {
+                if let Some(url) = m.jwks_url()
+                    && !urls.iter().any(|u| u == url)
+                {
+                    urls.push(url.to_owned());
+                }
+            }
+        }
+        urls
+    }
+
+    /// The shared JWKS cache.
+    pub fn jwks(&self) -> &crate::jwks::JwksCache {
+        &self.jwks
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
@@ -210,7 +236,8 @@ impl Pipeline {
         for (i, h) in rule.mutators.iter().enumerate() {
             let field = format!("mutators[{i}]");
             let config = self.merged(HandlerKind::Mutator, id, &field, h)?;
-            mutators.push(mutate::build(&h.handler, &config).map_err(|m| err(field, m))?);
+            mutators
+                .push(mutate::build(&h.handler, &config, &self.jwks).map_err(|m| err(field, m))?);
         }
         let mut errors = Vec::new();
         for (i, h) in rule.errors.iter().enumerate() {
