@@ -14,6 +14,7 @@ use portcullis_stream::{PublishError, Publisher};
 use crate::evaluation::RuleEvaluator;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::rule_controller::RuleSnapshotCache;
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -35,6 +36,10 @@ pub struct Context {
     pub leadership: Leadership,
     /// Kubernetes Events (`events.k8s.io`).
     pub recorder: Recorder,
+    /// Last published rules evaluation; its lock orders rule publishes.
+    pub rule_snapshot: tokio::sync::Mutex<Option<RuleSnapshotCache>>,
+    /// Orders identity-schema publishes.
+    pub schema_publish: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -60,6 +65,8 @@ impl Context {
             publisher,
             metrics,
             leadership,
+            rule_snapshot: tokio::sync::Mutex::new(None),
+            schema_publish: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -2,9 +2,11 @@
 //! publishes the valid rules on the `rules` stream, and (on the lease holder) writes this
 //! object's status and an Event when its `Accepted` condition flips.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use kube::api::{Api, DynamicObject};
@@ -21,10 +23,7 @@ pub const OATHKEEPER_GROUP: &str = "oathkeeper.ory.sh";
 /// How often a healthy object is re-checked even without changes.
 const RESYNC: Duration = Duration::from_secs(600);
 
-fn key_of(
-    group: &str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Result<ObjectKey, Error> {
+fn key_of(group: &str, meta: &ObjectMeta) -> Result<ObjectKey, Error> {
     Ok(ObjectKey {
         group: group.to_owned(),
         namespace: meta
@@ -35,7 +34,7 @@ fn key_of(
     })
 }
 
-fn created(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<i64> {
+fn created(meta: &ObjectMeta) -> Option<i64> {
     meta.creation_timestamp.as_ref().map(|t| t.0.as_second())
 }
 
@@ -53,58 +52,110 @@ fn from_oathkeeper(obj: &DynamicObject) -> Option<Rule> {
     Some(rule)
 }
 
-/// Every rule object in the caches, as evaluation candidates. Waits for the caches' first sync
-/// so that a starting operator never publishes a partial rule set.
-async fn candidates(ctx: &Context) -> Result<Vec<Candidate>, Error> {
-    let mut candidates = Vec::new();
+/// One rule object from either API group.
+enum Source {
+    Native(Arc<Rule>),
+    Oathkeeper(Arc<DynamicObject>),
+}
+
+impl Source {
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Native(rule) => &rule.metadata,
+            Self::Oathkeeper(obj) => &obj.metadata,
+        }
+    }
+
+    fn group(&self) -> &'static str {
+        match self {
+            Self::Native(_) => portcullis_crds::GROUP,
+            Self::Oathkeeper(_) => OATHKEEPER_GROUP,
+        }
+    }
+
+    fn candidate(&self) -> Option<Candidate> {
+        let key = key_of(self.group(), self.meta()).ok()?;
+        let rule = match self {
+            Self::Native(rule) => rule.to_access_rule(),
+            Self::Oathkeeper(obj) => from_oathkeeper(obj)?.to_access_rule(),
+        };
+        Some(Candidate {
+            key,
+            created: created(self.meta()),
+            rule,
+        })
+    }
+}
+
+/// Every rule object in the caches. Waits for the caches' first sync so that a starting
+/// operator never publishes a partial rule set.
+async fn sources(ctx: &Context) -> Result<Vec<Source>, Error> {
+    let mut sources = Vec::new();
     for store in &ctx.rules {
         store
             .wait_until_ready()
             .await
             .map_err(|_| Error::CacheStopped("rules.portcullis.dev"))?;
-        for rule in store.state() {
-            let Ok(key) = key_of(portcullis_crds::GROUP, &rule.metadata) else {
-                continue;
-            };
-            candidates.push(Candidate {
-                key,
-                created: created(&rule.metadata),
-                rule: rule.to_access_rule(),
-            });
-        }
+        sources.extend(store.state().into_iter().map(Source::Native));
     }
     for store in &ctx.oathkeeper_rules {
         store
             .wait_until_ready()
             .await
             .map_err(|_| Error::CacheStopped("rules.oathkeeper.ory.sh"))?;
-        for obj in store.state() {
-            let (Ok(key), Some(rule)) = (
-                key_of(OATHKEEPER_GROUP, &obj.metadata),
-                from_oathkeeper(&obj),
-            ) else {
-                continue;
-            };
-            candidates.push(Candidate {
-                key,
-                created: created(&obj.metadata),
-                rule: rule.to_access_rule(),
-            });
-        }
+        sources.extend(store.state().into_iter().map(Source::Oathkeeper));
     }
-    Ok(candidates)
+    Ok(sources)
+}
+
+/// Identifies the exact set of object revisions (order-independent).
+fn fingerprint(sources: &[Source]) -> u64 {
+    sources.iter().fold(sources.len() as u64, |acc, source| {
+        let mut hasher = DefaultHasher::new();
+        let meta = source.meta();
+        (
+            source.group(),
+            &meta.namespace,
+            &meta.name,
+            &meta.uid,
+            &meta.resource_version,
+        )
+            .hash(&mut hasher);
+        acc.wrapping_add(hasher.finish())
+    })
+}
+
+/// The last published evaluation and the object revisions it was computed from.
+pub struct RuleSnapshotCache {
+    fingerprint: u64,
+    evaluation: Arc<Evaluation>,
+    version: u64,
 }
 
 /// Evaluates every rule and publishes the accepted ones. Returns the evaluation and the
-/// version now served.
-pub async fn publish_rules(ctx: &Context) -> Result<(Evaluation, u64), Error> {
-    let evaluation = ctx.evaluator.evaluate(candidates(ctx).await?);
+/// version now served. Serialized by a lock, so an older view of the caches can never be
+/// published after a newer one; reused while no object changed, so the burst of reconciles
+/// at start-up evaluates the rule set once.
+pub async fn publish_rules(ctx: &Context) -> Result<(Arc<Evaluation>, u64), Error> {
+    let mut cache = ctx.rule_snapshot.lock().await;
+    let sources = sources(ctx).await?;
+    let fingerprint = fingerprint(&sources);
+    if let Some(cached) = cache.as_ref().filter(|c| c.fingerprint == fingerprint) {
+        return Ok((cached.evaluation.clone(), cached.version));
+    }
+    let candidates = sources.iter().filter_map(Source::candidate).collect();
+    let evaluation = Arc::new(ctx.evaluator.evaluate(candidates));
     let items = evaluation
         .served
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()?;
     let version = ctx.publisher.publish(TOPIC_RULES, items)?;
+    *cache = Some(RuleSnapshotCache {
+        fingerprint,
+        evaluation: evaluation.clone(),
+        version,
+    });
     Ok((evaluation, version))
 }
 

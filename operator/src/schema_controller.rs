@@ -114,6 +114,7 @@ pub fn evaluate_schemas(mut schemas: Vec<Arc<IdentitySchema>>) -> SchemaEvaluati
 
 /// Evaluates every schema object and publishes the accepted ones.
 pub async fn publish_schemas(ctx: &Context) -> Result<(SchemaEvaluation, u64), Error> {
+    let _ordered = ctx.schema_publish.lock().await;
     let mut all = Vec::new();
     for store in &ctx.schemas {
         store
