@@ -138,6 +138,9 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
         schemas: Arc::new(schemas),
         hasher,
         settings: settings.clone(),
+        throttle: Arc::new(crate::throttle::Throttle::new(
+            config.selfservice.flows.login.throttle.to_config(),
+        )),
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -150,9 +153,12 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             let shutdown = async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+            if let Err(e) = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
             {
                 tracing::error!(listener = name, error = %e, "server failed");
             }

@@ -221,6 +221,7 @@ pub struct AppState {
     pub schemas: Arc<SchemaRegistry>,
     pub hasher: Hasher,
     pub settings: Arc<Settings>,
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl AppState {

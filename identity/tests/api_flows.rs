@@ -381,3 +381,42 @@ dual_db_test!(
     unknown_flow_is_404_and_malformed_json_is_400,
     super::unknown_and_malformed
 );
+
+async fn throttled(db: Db) {
+    let Some(server) = support::start(db, |c| {
+        c.selfservice.flows.login.throttle.max_attempts = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(register(&server, "tina@example.com", PASSWORD).await.0, 200);
+    for _ in 0..3 {
+        let login = create_flow(&server, "login").await;
+        let (status, _) = submit(
+            &server,
+            &login,
+            json!({"method": "password", "identifier": "tina@example.com", "password": "wrong password!"}),
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+    let login = create_flow(&server, "login").await;
+    let response = api_client()
+        .post(login["ui"]["action"].as_str().unwrap())
+        .json(
+            &json!({"method": "password", "identifier": "TINA@example.com", "password": PASSWORD}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 429);
+    server.stop().await;
+}
+dual_db_test!(
+    repeated_failed_logins_are_throttled_with_429,
+    super::throttled
+);

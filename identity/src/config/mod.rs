@@ -185,6 +185,45 @@ pub struct FlowConfig {
     pub ui_url: Option<String>,
     pub lifespan: String,
     pub after: AfterConfig,
+    /// Login only (Portcullis addition): failed-login throttling.
+    pub throttle: ThrottleSettings,
+}
+
+/// `selfservice.flows.login.throttle`: on by default, 10 failures per identifier or 100 per IP
+/// within 15m lock that key for 15m (429).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ThrottleSettings {
+    pub enabled: bool,
+    pub max_attempts: u32,
+    pub max_attempts_per_ip: u32,
+    pub window: String,
+    pub lockout_duration: String,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 10,
+            max_attempts_per_ip: 100,
+            window: "15m".to_owned(),
+            lockout_duration: "15m".to_owned(),
+        }
+    }
+}
+
+impl ThrottleSettings {
+    pub fn to_config(&self) -> crate::throttle::ThrottleConfig {
+        let d = |s: &str| units::parse_duration(s).unwrap_or(Duration::from_secs(900));
+        crate::throttle::ThrottleConfig {
+            enabled: self.enabled,
+            max_attempts: self.max_attempts.max(1),
+            max_attempts_per_ip: self.max_attempts_per_ip.max(1),
+            window: d(&self.window),
+            lockout: d(&self.lockout_duration),
+        }
+    }
 }
 
 impl Default for FlowConfig {
@@ -194,6 +233,7 @@ impl Default for FlowConfig {
             ui_url: None,
             lifespan: "1h".to_owned(),
             after: AfterConfig::default(),
+            throttle: ThrottleSettings::default(),
         }
     }
 }

@@ -3,8 +3,12 @@
 //! message (4000006) after the same amount of hashing work.
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Query, State};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, OriginalUri, Query, State};
 use axum::http::HeaderMap;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -126,6 +130,7 @@ pub async fn get_flow(
 /// `POST /self-service/login?flow=`.
 pub async fn submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<Value>,
     headers: HeaderMap,
     body: Bytes,
@@ -166,6 +171,13 @@ pub async fn submit(
             .to_owned(),
     );
     let normalized = normalize_identifier(&identifier);
+    let ip = peer.ip().to_string();
+    if let Some(wait) = state
+        .throttle
+        .locked(&normalized, Some(&ip), Instant::now())
+    {
+        return throttled(wait);
+    }
     let found = if normalized.is_empty() {
         None
     } else {
@@ -187,10 +199,14 @@ pub async fn submit(
     let identity = match found {
         Some((identity, _)) if verified => identity,
         _ => {
+            state
+                .throttle
+                .failed(&normalized, Some(&ip), Instant::now());
             add_message(&mut record.ui, None, Message::invalid_credentials());
             return super::flow_failed(&state, KIND, record, &headers).await;
         }
     };
+    state.throttle.succeeded(&normalized);
     if let Some(stored) = stored_hash.as_deref()
         && state.hasher.needs_rehash(stored)
     {
@@ -263,4 +279,20 @@ async fn rehash(state: &AppState, identity_id: uuid::Uuid, password: &Password) 
         }
         Err(e) => tracing::warn!(identity = %identity_id, error = %e, "password re-hash failed"),
     }
+}
+
+/// 429 in the error envelope with `Retry-After`, in Ory's rate-limit bucket naming.
+fn throttled(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS)
+        .id("too_many_requests")
+        .reason("Too many failed login attempts. Please try again later.")
+        .details(json!({ "bucket": "kratos-public-medium", "retry_after_seconds": seconds }))
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    response
 }
