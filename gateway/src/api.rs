@@ -22,6 +22,7 @@ pub fn router(pipeline: Arc<Pipeline>) -> axum::Router {
         .route("/health/alive", get(alive))
         .route("/health/ready", get(ready))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(well_known_jwks))
         .route("/rules", get(list_rules))
         .route("/rules/{id}", get(get_rule))
@@ -71,6 +72,15 @@ async fn well_known_jwks(State(pipeline): State<Arc<Pipeline>>) -> Response {
         }
     }
     Json(json!({ "keys": keys })).into_response()
+}
+
+async fn metrics(State(pipeline): State<Arc<Pipeline>>) -> Response {
+    let mut response = Response::new(Body::from(pipeline.metrics().render()));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 async fn version() -> Json<serde_json::Value> {
@@ -178,6 +188,7 @@ const NOT_ECHOED: &[&str] = &["content-length", "transfer-encoding", "connection
 const MAX_DECISION_BODY: usize = 1 << 20;
 
 async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let mut req = decision_request(&request);
     match axum::body::to_bytes(request.into_body(), MAX_DECISION_BODY).await {
         Ok(body) if !body.is_empty() => req.body = Some(body),
@@ -191,6 +202,13 @@ async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> R
     match pipeline.decide(&req).await {
         Ok(decision) => {
             tracing::debug!(rule_id = %decision.rule.id, granted = true, "decision");
+            pipeline.metrics().request(
+                "decisions",
+                &decision.rule.id,
+                true,
+                200,
+                started.elapsed(),
+            );
             let mut response = Response::new(Body::empty());
             let out = response.headers_mut();
             if decision.echo_request_headers {
@@ -218,7 +236,16 @@ async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> R
                 reason = %refusal.error.reason,
                 "decision"
             );
-            to_response(&pipeline.error_response(&refusal, &req))
+            let response = pipeline.error_response(&refusal, &req);
+            let rule_id = refusal.rule.as_ref().map(|r| r.id.as_str()).unwrap_or("");
+            pipeline.metrics().request(
+                "decisions",
+                rule_id,
+                false,
+                response.status,
+                started.elapsed(),
+            );
+            to_response(&response)
         }
     }
 }

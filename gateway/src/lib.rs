@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo_upstream;
 pub mod jose;
 pub mod jwks;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod repository;

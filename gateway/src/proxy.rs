@@ -53,6 +53,7 @@ pub struct RequestCtx {
     client_host: String,
     scheme: &'static str,
     refused: Option<u16>,
+    decided_in: std::time::Duration,
 }
 
 fn request_info(session: &Session, trust_forwarded: bool) -> RequestInfo {
@@ -116,6 +117,7 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let started = std::time::Instant::now();
         let req = request_info(session, self.trust_forwarded_headers);
         ctx.client_host = req.host.clone();
         ctx.scheme = if req.scheme == "https" {
@@ -123,7 +125,9 @@ impl ProxyHttp for GatewayProxy {
         } else {
             "http"
         };
-        let refusal = match self.pipeline.decide(&req).await {
+        let decided = self.pipeline.decide(&req).await;
+        ctx.decided_in = started.elapsed();
+        let refusal = match decided {
             Ok(decision) => {
                 ctx.rule_id = Some(decision.rule.id.clone());
                 match Target::for_decision(&decision, &req) {
@@ -152,6 +156,13 @@ impl ProxyHttp for GatewayProxy {
             "access request denied"
         );
         let response = self.pipeline.error_response(&refusal, &req);
+        self.pipeline.metrics().request(
+            "proxy",
+            ctx.rule_id.as_deref().unwrap_or(""),
+            false,
+            response.status,
+            ctx.decided_in,
+        );
         respond(session, &response).await?;
         Ok(true)
     }
@@ -242,6 +253,13 @@ impl ProxyHttp for GatewayProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        self.pipeline.metrics().request(
+            "proxy",
+            ctx.rule_id.as_deref().unwrap_or(""),
+            true,
+            status,
+            ctx.decided_in,
+        );
         match error {
             Some(e) => tracing::warn!(
                 rule_id = ctx.rule_id.as_deref().unwrap_or(""),

@@ -110,11 +110,28 @@ pub fn load(pipeline: &Pipeline, repositories: &[PathBuf]) -> Result<Vec<u8>, Lo
     Ok(fingerprint)
 }
 
-/// Watches the repositories and reloads on change, until the process ends.
+/// The raw content of every rule file (to detect changes without parsing).
+fn fingerprint(repositories: &[PathBuf]) -> Result<Vec<u8>, LoadError> {
+    let mut out = Vec::new();
+    for file in files(repositories)? {
+        let bytes = std::fs::read(&file).map_err(|error| LoadError::Read {
+            path: file.display().to_string(),
+            error,
+        })?;
+        out.extend_from_slice(file.display().to_string().as_bytes());
+        out.push(0);
+        out.extend_from_slice(&bytes);
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// Watches the repositories and reloads on change, until the process ends. Each changed
+/// version is tried once: a broken version is reported once and the last good set kept.
 pub fn watch(
     pipeline: Arc<Pipeline>,
     repositories: Vec<PathBuf>,
-    mut fingerprint: Vec<u8>,
+    mut last: Vec<u8>,
     every: Duration,
 ) {
     if repositories.is_empty() {
@@ -123,24 +140,30 @@ pub fn watch(
     let spawned = std::thread::Builder::new()
         .name("rules-watch".to_owned())
         .spawn(move || {
+            let mut unreadable = false;
             loop {
                 std::thread::sleep(every);
-                let current = match read_all(&repositories) {
-                    Ok((_, f)) => f,
+                let current = match fingerprint(&repositories) {
+                    Ok(f) => {
+                        unreadable = false;
+                        f
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "access rules not reloaded, keeping the last good set");
+                        if !unreadable {
+                            pipeline.metrics().rules_rejected();
+                            tracing::error!(error = %e, "access rules not reloaded, keeping the last good set");
+                        }
+                        unreadable = true;
                         continue;
                     }
                 };
-                if current == fingerprint {
+                if current == last {
                     continue;
                 }
-                match load(&pipeline, &repositories) {
-                    Ok(f) => fingerprint = f,
-                    Err(e) => {
-                        fingerprint = current;
-                        tracing::error!(error = %e, "access rules not reloaded, keeping the last good set");
-                    }
+                last = current;
+                if let Err(e) = load(&pipeline, &repositories) {
+                    pipeline.metrics().rules_rejected();
+                    tracing::error!(error = %e, "access rules not reloaded, keeping the last good set");
                 }
             }
         });

@@ -47,6 +47,18 @@ async fn rule_file_changes_are_applied_and_broken_files_keep_the_last_good_set()
         "- id: broken\n  match: {url: 'http://x/<.*', methods: [GET]}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = format!("{}/metrics", gw.api);
+    eventually("the rejected reload", || async {
+        match client().get(&metrics).send().await {
+            Ok(r) => r
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("portcullis_gateway_rule_reload_errors_total 1"),
+            Err(_) => false,
+        }
+    })
+    .await;
     assert_eq!(status(&b).await, 200);
     assert_eq!(status(&a).await, 403);
     let fixed = rule("third", "c", "allow", &upstream);

@@ -38,8 +38,7 @@ pub trait Authenticator: Send + Sync {
 pub fn build(
     name: &str,
     config: &Value,
-    client: &reqwest::Client,
-    jwks: &Arc<crate::jwks::JwksCache>,
+    deps: &super::Deps,
 ) -> Result<Arc<dyn Authenticator>, String> {
     Ok(match name {
         "noop" => Arc::new(Noop),
@@ -54,9 +53,9 @@ pub fn build(
         "cookie_session" | "bearer_token" => Arc::new(SessionCheck::new(
             name == "bearer_token",
             config,
-            client.clone(),
+            deps.client.clone(),
         )?),
-        "jwt" => Arc::new(super::jwt::Jwt::new(config, Arc::clone(jwks))?),
+        "jwt" => Arc::new(super::jwt::Jwt::new(config, deps)?),
         other => {
             return Err(format!(
                 "authenticator {other:?} is not supported by this gateway yet"

@@ -23,7 +23,7 @@ pub trait Authorizer: Send + Sync {
 pub fn build(
     name: &str,
     config: &Value,
-    client: &reqwest::Client,
+    deps: &super::Deps,
 ) -> Result<Arc<dyn Authorizer>, String> {
     Ok(match name {
         "allow" => Arc::new(Allow),
@@ -31,7 +31,7 @@ pub fn build(
         "remote" | "remote_json" => Arc::new(super::remote_authz::RemoteAuthorizer::new(
             name == "remote_json",
             config,
-            client.clone(),
+            deps.client.clone(),
         )?),
         other => {
             return Err(format!(

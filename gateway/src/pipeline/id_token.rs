@@ -32,13 +32,14 @@ pub struct IdToken {
     ttl: Duration,
     claims: Option<Template>,
     jwks: Arc<JwksCache>,
+    metrics: Arc<crate::metrics::Metrics>,
     signer: Mutex<Option<(Arc<JwkSet>, Arc<Signer>)>>,
     cache: Mutex<HashMap<String, (u64, String)>>,
 }
 
 impl IdToken {
     /// Builds from the merged config.
-    pub fn new(config: &Value, jwks: Arc<JwksCache>) -> Result<Self, String> {
+    pub fn new(config: &Value, deps: &super::Deps) -> Result<Self, String> {
         let c: IdTokenConfig = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
         let ttl = match c.ttl.as_deref() {
             Some(t) => parse_duration(t).ok_or_else(|| format!("ttl: {t:?} is not a duration"))?,
@@ -54,7 +55,8 @@ impl IdToken {
                 .map(Template::parse)
                 .transpose()
                 .map_err(|e| e.to_string())?,
-            jwks,
+            jwks: Arc::clone(&deps.jwks),
+            metrics: Arc::clone(&deps.metrics),
             signer: Mutex::new(None),
             cache: Mutex::new(HashMap::new()),
         })
@@ -145,11 +147,13 @@ impl Mutator for IdToken {
             self.ttl.as_secs()
         );
         let reuse_until = |exp: u64| exp.saturating_sub(self.ttl.as_secs() / 10);
-        if let Some(token) = self.cache.lock().ok().and_then(|c| {
+        let cached = self.cache.lock().ok().and_then(|c| {
             c.get(&cache_key)
                 .filter(|(exp, _)| now < reuse_until(*exp))
                 .map(|(_, t)| t.clone())
-        }) {
+        });
+        self.metrics.cache("id_token", cached.is_some());
+        if let Some(token) = cached {
             session.set_header("Authorization", format!("Bearer {token}"));
             return Ok(());
         }

@@ -31,12 +31,13 @@ pub struct Jwt {
     allowed: Vec<String>,
     ttl: Duration,
     jwks: Arc<JwksCache>,
+    metrics: Arc<crate::metrics::Metrics>,
     verified: Mutex<VerifiedCache>,
 }
 
 impl Jwt {
     /// Builds from the merged config.
-    pub fn new(config: &Value, jwks: Arc<JwksCache>) -> Result<Self, String> {
+    pub fn new(config: &Value, deps: &super::Deps) -> Result<Self, String> {
         let config: JwtConfig =
             serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
         if config.jwks_urls.is_empty() {
@@ -64,7 +65,8 @@ impl Jwt {
             config,
             allowed,
             ttl,
-            jwks,
+            jwks: Arc::clone(&deps.jwks),
+            metrics: Arc::clone(&deps.metrics),
             verified: Mutex::new(HashMap::new()),
         })
     }
@@ -223,6 +225,7 @@ impl Authenticator for Jwt {
                 .filter(|(exp, _, claims)| now < *exp && self.check_claims(claims, now).is_ok())
                 .map(|(_, s, c)| (s.clone(), c.clone()))
         });
+        self.metrics.cache("jwt", cached.is_some());
         let (subject, claims) = match cached {
             Some(hit) => hit,
             None => {

@@ -25,6 +25,7 @@ use portcullis_rules::{Handler, MatchError, Rule, RuleError, RuleSet};
 use serde_json::Value;
 
 use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
 use authn::{Authenticator, AuthnError};
 use authz::Authorizer;
 use error::{ErrorResponse, PipelineError, json_response};
@@ -71,11 +72,21 @@ pub struct Refusal {
     pub error: PipelineError,
 }
 
+/// What handlers need from the gateway: the HTTP client, the JWKS cache, the metrics.
+#[derive(Clone)]
+pub struct Deps {
+    /// Client for session checks, remote authorizers, JWKS.
+    pub client: reqwest::Client,
+    /// Shared JWKS cache.
+    pub jwks: Arc<crate::jwks::JwksCache>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
 /// The pipeline and its current snapshot.
 pub struct Pipeline {
     config: Arc<GatewayConfig>,
-    client: reqwest::Client,
-    jwks: Arc<crate::jwks::JwksCache>,
+    deps: Deps,
     snapshot: ArcSwap<Snapshot>,
     fallback: Vec<Result<ErrorHandlerEntry, String>>,
     loaded: std::sync::atomic::AtomicBool,
@@ -108,8 +119,11 @@ impl Pipeline {
         Ok(Self {
             fallback,
             config,
-            jwks: Arc::new(crate::jwks::JwksCache::new(client.clone())),
-            client,
+            deps: Deps {
+                jwks: Arc::new(crate::jwks::JwksCache::new(client.clone())),
+                client,
+                metrics: Arc::new(Metrics::default()),
+            },
             snapshot: ArcSwap::from_pointee(empty),
             loaded: std::sync::atomic::AtomicBool::new(false),
         })
@@ -141,6 +155,7 @@ impl Pipeline {
 
     /// Atomically replaces the current snapshot.
     pub fn install(&self, snapshot: Snapshot) {
+        self.deps.metrics.rules_installed(snapshot.rules.len());
         self.snapshot.store(Arc::new(snapshot));
         self.loaded
             .store(true, std::sync::atomic::Ordering::Release);
@@ -168,7 +183,12 @@ impl Pipeline {
 
     /// The shared JWKS cache.
     pub fn jwks(&self) -> &crate::jwks::JwksCache {
-        &self.jwks
+        &self.deps.jwks
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.deps.metrics
     }
 
     /// The current snapshot.
@@ -224,20 +244,18 @@ impl Pipeline {
         for (i, h) in rule.authenticators.iter().enumerate() {
             let field = format!("authenticators[{i}]");
             let config = self.merged(HandlerKind::Authenticator, id, &field, h)?;
-            authenticators.push(
-                authn::build(&h.handler, &config, &self.client, &self.jwks)
-                    .map_err(|m| err(field, m))?,
-            );
+            authenticators
+                .push(authn::build(&h.handler, &config, &self.deps).map_err(|m| err(field, m))?);
         }
         let config = self.merged(HandlerKind::Authorizer, id, "authorizer", &rule.authorizer)?;
-        let authorizer = authz::build(&rule.authorizer.handler, &config, &self.client)
+        let authorizer = authz::build(&rule.authorizer.handler, &config, &self.deps)
             .map_err(|m| err("authorizer".into(), m))?;
         let mut mutators = Vec::new();
         for (i, h) in rule.mutators.iter().enumerate() {
             let field = format!("mutators[{i}]");
             let config = self.merged(HandlerKind::Mutator, id, &field, h)?;
             mutators
-                .push(mutate::build(&h.handler, &config, &self.jwks).map_err(|m| err(field, m))?);
+                .push(mutate::build(&h.handler, &config, &self.deps).map_err(|m| err(field, m))?);
         }
         let mut errors = Vec::new();
         for (i, h) in rule.errors.iter().enumerate() {

@@ -32,14 +32,10 @@ pub trait Mutator: Send + Sync {
 }
 
 /// Builds a mutator from its merged config.
-pub fn build(
-    name: &str,
-    config: &Value,
-    jwks: &Arc<crate::jwks::JwksCache>,
-) -> Result<Arc<dyn Mutator>, String> {
+pub fn build(name: &str, config: &Value, deps: &super::Deps) -> Result<Arc<dyn Mutator>, String> {
     Ok(match name {
         "noop" => Arc::new(Noop),
-        "id_token" => Arc::new(super::id_token::IdToken::new(config, Arc::clone(jwks))?),
+        "id_token" => Arc::new(super::id_token::IdToken::new(config, deps)?),
         "cookie" => {
             let c: CookieMutatorConfig =
                 serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
@@ -179,7 +175,12 @@ mod tests {
     #[tokio::test]
     async fn header_and_cookie_mutators_render_templates() -> Result<(), Box<dyn std::error::Error>>
     {
-        let jwks = Arc::new(crate::jwks::JwksCache::new(reqwest::Client::new()));
+        let client = reqwest::Client::new();
+        let jwks = super::super::Deps {
+            jwks: Arc::new(crate::jwks::JwksCache::new(client.clone())),
+            client,
+            metrics: Arc::default(),
+        };
         let mut session = AuthenticationSession {
             subject: "u1".into(),
             ..Default::default()
