@@ -36,10 +36,13 @@ impl Histogram {
     }
 }
 
+/// Request series key: (service, rule, decision, status).
+type RequestKey = (String, String, &'static str, u16);
+
 /// The gateway's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, &'static str, u16), u64>>,
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
     latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     cache: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rules_loaded: AtomicU64,
