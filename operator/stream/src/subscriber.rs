@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::header;
@@ -104,7 +103,7 @@ impl SubscriberConfig {
 /// A running subscription. Dropping it stops the background task.
 pub struct Subscriber {
     current: watch::Receiver<Option<Arc<Snapshot>>>,
-    connected: Arc<AtomicBool>,
+    connected: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
@@ -137,8 +136,8 @@ impl Subscriber {
             Some(Err(e)) => tracing::warn!(error = %e, "ignoring unreadable snapshot cache"),
             Some(Ok(None)) | None => {}
         }
-        let connected = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(follow(config, apply, tx, connected.clone()));
+        let (connected_tx, connected) = watch::channel(false);
+        let task = tokio::spawn(follow(config, apply, tx, connected_tx));
         Self {
             current,
             connected,
@@ -168,7 +167,12 @@ impl Subscriber {
 
     /// Whether a stream connection is currently open.
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::SeqCst)
+        *self.connected.borrow()
+    }
+
+    /// A channel that changes whenever the stream connection opens or closes.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
     }
 }
 
@@ -182,7 +186,7 @@ async fn follow<F>(
     config: SubscriberConfig,
     mut apply: F,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
-    connected: Arc<AtomicBool>,
+    connected: watch::Sender<bool>,
 ) where
     F: FnMut(&Arc<Snapshot>) -> Result<(), ApplyError> + Send + 'static,
 {
@@ -201,7 +205,7 @@ async fn follow<F>(
         let mut received = false;
         let result =
             connect_and_read(&client, &config, &mut apply, &tx, &connected, &mut received).await;
-        connected.store(false, Ordering::SeqCst);
+        connected.send_replace(false);
         match result {
             Ok(()) => {
                 tracing::info!(topic = %config.topic, "stream closed by the server; reconnecting")
@@ -221,7 +225,7 @@ async fn connect_and_read<F>(
     config: &SubscriberConfig,
     apply: &mut F,
     tx: &watch::Sender<Option<Arc<Snapshot>>>,
-    connected: &AtomicBool,
+    connected: &watch::Sender<bool>,
     received: &mut bool,
 ) -> Result<(), SubscribeError>
 where
@@ -239,7 +243,7 @@ where
     if response.status() != reqwest::StatusCode::OK {
         return Err(SubscribeError::Status(response.status().as_u16()));
     }
-    connected.store(true, Ordering::SeqCst);
+    connected.send_replace(true);
     let mut parser = SseParser::new(config.max_event_bytes);
     loop {
         let chunk = tokio::time::timeout(config.idle_timeout, response.chunk())

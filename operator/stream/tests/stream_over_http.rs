@@ -164,6 +164,17 @@ async fn subscriber_reconnects_after_server_restart() -> Result<()> {
     first.close_streams();
     server.abort();
     let _ = server.await;
+    let mut connection = subscriber.connection();
+    let down = tokio::time::timeout(PATIENCE, connection.wait_for(|up| !*up)).await;
+    assert!(
+        matches!(down, Ok(Ok(_))),
+        "subscriber never saw the stream close"
+    );
+    assert_eq!(
+        subscriber.served_version(),
+        Some(v1),
+        "last snapshot kept while disconnected"
+    );
 
     // A new operator process on the same address, with newer content.
     let second = Publisher::new();
