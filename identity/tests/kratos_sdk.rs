@@ -40,13 +40,11 @@ fn registration_body(email: &str, password: &str) -> models::UpdateRegistrationF
 }
 
 fn login_body(email: &str, password: &str) -> models::UpdateLoginFlowBody {
-    models::UpdateLoginFlowBody::Password(Box::new(
-        models::UpdateLoginFlowWithPasswordMethod::new(
-            email.to_owned(),
-            "password".to_owned(),
-            password.to_owned(),
-        ),
-    ))
+    models::UpdateLoginFlowBody::Password(Box::new(models::UpdateLoginFlowWithPasswordMethod::new(
+        email.to_owned(),
+        "password".to_owned(),
+        password.to_owned(),
+    )))
 }
 
 fn message_ids(value: &Value) -> Vec<u64> {
@@ -57,7 +55,13 @@ fn message_ids(value: &Value) -> Vec<u64> {
         .filter_map(|m| m["id"].as_u64())
         .collect();
     for node in value["ui"]["nodes"].as_array().into_iter().flatten() {
-        ids.extend(node["messages"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_u64()));
+        ids.extend(
+            node["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["id"].as_u64()),
+        );
     }
     ids
 }
@@ -75,7 +79,13 @@ async fn create_flow(server: &support::TestServer, kind: &str) -> Value {
 
 async fn sdk_journey(db: Db) {
     let Some(server) = support::start(db, |c| {
-        c.selfservice.flows.registration.after.password.hooks.clear();
+        c.selfservice
+            .flows
+            .registration
+            .after
+            .password
+            .hooks
+            .clear();
     })
     .await
     else {
@@ -92,24 +102,39 @@ async fn sdk_journey(db: Db) {
     let flow = create_flow(&server, "registration").await;
     assert_eq!(flow["type"], "api");
     let flow_id = flow["id"].as_str().unwrap().to_owned();
-    assert!(flow["ui"]["action"].as_str().unwrap().ends_with(&format!("/self-service/registration?flow={flow_id}")));
+    assert!(
+        flow["ui"]["action"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/self-service/registration?flow={flow_id}"))
+    );
     let names: Vec<&str> = flow["ui"]["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|n| n["attributes"]["name"].as_str())
         .collect();
-    assert!(names.contains(&"traits.email") && names.contains(&"password") && names.contains(&"method"));
+    assert!(
+        names.contains(&"traits.email") && names.contains(&"password") && names.contains(&"method")
+    );
     match frontend_api::get_registration_flow(&public, &flow_id, None).await {
         Err(Error::Serde(e)) => assert!(e.to_string().contains("node_type"), "{e}"),
         other => panic!("the SDK defect is fixed? update this test: {other:?}"),
     }
 
-    let registered = frontend_api::update_registration_flow(&public, &flow_id, registration_body("kim@example.com", PASSWORD), None)
-        .await
-        .expect("registration");
+    let registered = frontend_api::update_registration_flow(
+        &public,
+        &flow_id,
+        registration_body("kim@example.com", PASSWORD),
+        None,
+    )
+    .await
+    .expect("registration");
     let identity_id = registered.identity.id.clone();
-    assert_eq!(registered.identity.traits, Some(json!({"email": "kim@example.com"})));
+    assert_eq!(
+        registered.identity.traits,
+        Some(json!({"email": "kim@example.com"}))
+    );
     assert!(registered.session_token.is_none() && registered.session.is_none());
     assert_eq!(registered.continue_with.as_deref().map(<[_]>::len), Some(0));
 
@@ -121,7 +146,14 @@ async fn sdk_journey(db: Db) {
     ] {
         let flow = create_flow(&server, "registration").await;
         let id = flow["id"].as_str().unwrap();
-        match frontend_api::update_registration_flow(&public, id, registration_body(email, password), None).await {
+        match frontend_api::update_registration_flow(
+            &public,
+            id,
+            registration_body(email, password),
+            None,
+        )
+        .await
+        {
             Err(Error::ResponseError(rc)) => {
                 assert_eq!(rc.status.as_u16(), 400);
                 let flow: Value = serde_json::from_str(&rc.content).unwrap();
@@ -135,24 +167,51 @@ async fn sdk_journey(db: Db) {
 
     // Login (twice: the first session is the "other" one listed below).
     let first = create_flow(&server, "login").await;
-    frontend_api::update_login_flow(&public, first["id"].as_str().unwrap(), login_body("kim@example.com", PASSWORD), None, None)
-        .await
-        .expect("first login");
+    frontend_api::update_login_flow(
+        &public,
+        first["id"].as_str().unwrap(),
+        login_body("kim@example.com", PASSWORD),
+        None,
+        None,
+    )
+    .await
+    .expect("first login");
     let login = create_flow(&server, "login").await;
-    let logged_in = frontend_api::update_login_flow(&public, login["id"].as_str().unwrap(), login_body("kim@example.com", PASSWORD), None, None)
-        .await
-        .expect("login");
+    let logged_in = frontend_api::update_login_flow(
+        &public,
+        login["id"].as_str().unwrap(),
+        login_body("kim@example.com", PASSWORD),
+        None,
+        None,
+    )
+    .await
+    .expect("login");
     let token = logged_in.session_token.clone().expect("token");
     assert_eq!(logged_in.session.active, Some(true));
     assert_eq!(
         logged_in.session.authenticator_assurance_level,
         Some(models::AuthenticatorAssuranceLevel::Aal1)
     );
-    let methods = logged_in.session.authentication_methods.clone().unwrap_or_default();
-    assert_eq!(serde_json::to_value(&methods).unwrap()[0]["method"], "password");
+    let methods = logged_in
+        .session
+        .authentication_methods
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        serde_json::to_value(&methods).unwrap()[0]["method"],
+        "password"
+    );
 
     let login = create_flow(&server, "login").await;
-    match frontend_api::update_login_flow(&public, login["id"].as_str().unwrap(), login_body("kim@example.com", "wrong password!"), None, None).await {
+    match frontend_api::update_login_flow(
+        &public,
+        login["id"].as_str().unwrap(),
+        login_body("kim@example.com", "wrong password!"),
+        None,
+        None,
+    )
+    .await
+    {
         Err(Error::ResponseError(rc)) => {
             assert_eq!(rc.status.as_u16(), 400);
             let flow: Value = serde_json::from_str(&rc.content).unwrap();
@@ -160,32 +219,71 @@ async fn sdk_journey(db: Db) {
         }
         other => panic!("expected 400, got {other:?}"),
     }
-    match frontend_api::create_native_login_flow(&public, None, None, Some(&token), None, None, None, None, None).await {
+    match frontend_api::create_native_login_flow(
+        &public,
+        None,
+        None,
+        Some(&token),
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    .await
+    {
         Err(Error::ResponseError(rc)) => assert_eq!(rc.status.as_u16(), 400),
         other => panic!("expected session_already_available, got {other:?}"),
     }
 
     // Whoami and my sessions.
-    let session = frontend_api::to_session(&public, Some(&token), None, None).await.expect("whoami");
+    let session = frontend_api::to_session(&public, Some(&token), None, None)
+        .await
+        .expect("whoami");
     assert_eq!(session.id, logged_in.session.id);
     assert_eq!(session.identity.as_ref().unwrap().id, identity_id);
-    let mine = frontend_api::list_my_sessions(&public, None, None, None, None, Some(&token), None).await.expect("my sessions");
+    let mine = frontend_api::list_my_sessions(&public, None, None, None, None, Some(&token), None)
+        .await
+        .expect("my sessions");
     assert_eq!(mine.len(), 1, "the first login's session is the other one");
-    frontend_api::disable_my_session(&public, &mine[0].id, Some(&token), None).await.expect("revoke other");
+    frontend_api::disable_my_session(&public, &mine[0].id, Some(&token), None)
+        .await
+        .expect("revoke other");
     match frontend_api::disable_my_session(&public, &session.id, Some(&token), None).await {
         Err(Error::ResponseError(rc)) => assert_eq!(rc.status.as_u16(), 400),
         other => panic!("revoking the current session must fail, got {other:?}"),
     }
 
     // Admin API.
-    let identity = identity_api::get_identity(&admin, &identity_id, Some(vec!["password".to_owned()])).await.expect("get identity");
+    let identity =
+        identity_api::get_identity(&admin, &identity_id, Some(vec!["password".to_owned()]))
+            .await
+            .expect("get identity");
     let credentials = serde_json::to_value(&identity.credentials).unwrap();
-    assert_eq!(credentials["password"]["identifiers"], json!(["kim@example.com"]));
-    let listed = identity_api::list_identities(&admin, None, None, None, None, None, None, Some("kim@example.com"), None, None, None)
-        .await
-        .expect("list identities");
+    assert_eq!(
+        credentials["password"]["identifiers"],
+        json!(["kim@example.com"])
+    );
+    let listed = identity_api::list_identities(
+        &admin,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        Some("kim@example.com"),
+        None,
+        None,
+        None,
+    )
+    .await
+    .expect("list identities");
     assert_eq!(listed.len(), 1);
-    let mut body = models::CreateIdentityBody::new("default".to_owned(), json!({"email": "imported@example.com"}));
+    let mut body = models::CreateIdentityBody::new(
+        "default".to_owned(),
+        json!({"email": "imported@example.com"}),
+    );
     let mut password_config = models::IdentityWithCredentialsPasswordConfig::new();
     password_config.hashed_password = Some(bcrypt::hash(PASSWORD, 4).unwrap());
     let mut password = models::IdentityWithCredentialsPassword::new();
@@ -193,25 +291,43 @@ async fn sdk_journey(db: Db) {
     let mut creds = models::IdentityWithCredentials::new();
     creds.password = Some(Box::new(password));
     body.credentials = Some(Box::new(creds));
-    let imported = identity_api::create_identity(&admin, Some(body)).await.expect("create identity");
-    let login = create_flow(&server, "login").await;
-    frontend_api::update_login_flow(&public, login["id"].as_str().unwrap(), login_body("imported@example.com", PASSWORD), None, None)
+    let imported = identity_api::create_identity(&admin, Some(body))
         .await
-        .expect("login with imported bcrypt hash");
-    let sessions = identity_api::list_identity_sessions(&admin, &imported.id, None, None, None, None, None).await.expect("identity sessions");
+        .expect("create identity");
+    let login = create_flow(&server, "login").await;
+    frontend_api::update_login_flow(
+        &public,
+        login["id"].as_str().unwrap(),
+        login_body("imported@example.com", PASSWORD),
+        None,
+        None,
+    )
+    .await
+    .expect("login with imported bcrypt hash");
+    let sessions =
+        identity_api::list_identity_sessions(&admin, &imported.id, None, None, None, None, None)
+            .await
+            .expect("identity sessions");
     assert_eq!(sessions.len(), 1);
-    let extended = identity_api::extend_session(&admin, &sessions[0].id).await.expect("extend");
+    let extended = identity_api::extend_session(&admin, &sessions[0].id)
+        .await
+        .expect("extend");
     assert_eq!(extended.id, sessions[0].id);
-    identity_api::delete_identity(&admin, &imported.id).await.expect("delete identity");
+    identity_api::delete_identity(&admin, &imported.id)
+        .await
+        .expect("delete identity");
     match identity_api::get_identity(&admin, &imported.id, None).await {
         Err(Error::ResponseError(rc)) => assert_eq!(rc.status.as_u16(), 404),
         other => panic!("expected 404, got {other:?}"),
     }
 
     // Logout, then whoami is a 401 in Kratos' error shape.
-    frontend_api::perform_native_logout(&public, models::PerformNativeLogoutBody::new(token.clone()))
-        .await
-        .expect("logout");
+    frontend_api::perform_native_logout(
+        &public,
+        models::PerformNativeLogoutBody::new(token.clone()),
+    )
+    .await
+    .expect("logout");
     match frontend_api::to_session(&public, Some(&token), None, None).await {
         Err(Error::ResponseError(rc)) => {
             assert_eq!(rc.status.as_u16(), 401);
