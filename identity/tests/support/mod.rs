@@ -37,7 +37,7 @@ macro_rules! dual_db_test {
 
 pub const SCHEMA: &str = include_str!("../../examples/local/identity.schema.json");
 
-fn postgres_admin_url() -> String {
+pub fn postgres_admin_url() -> String {
     std::env::var("PORTCULLIS_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
@@ -65,6 +65,11 @@ impl TestServer {
                     .await;
             }
         }
+    }
+
+    /// The PostgreSQL database of this server, when it runs on PostgreSQL.
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg_database.as_deref()
     }
 
     pub fn url(&self, path: &str) -> String {
