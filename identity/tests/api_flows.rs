@@ -420,3 +420,93 @@ dual_db_test!(
     repeated_failed_logins_are_throttled_with_429,
     super::throttled
 );
+
+async fn concurrent_duplicates(db: Db) {
+    let Some(server) = support::start(db, |_| {}).await else {
+        return;
+    };
+    let mut flows = Vec::new();
+    for _ in 0..6 {
+        flows.push(create_flow(&server, "registration").await);
+    }
+    let attempts = flows.into_iter().map(|flow| {
+        let server_ref = &server;
+        async move {
+            submit(
+                server_ref,
+                &flow,
+                json!({"method": "password", "password": PASSWORD, "traits": {"email": "race@example.com"}}),
+            )
+            .await
+        }
+    });
+    let results = futures_join_all(attempts).await;
+    let winners = results.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(ui_messages(body), vec![4000007]);
+    }
+    let all: Value = api_client()
+        .get(server.admin_url("/admin/identities"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "nothing half-written: {all}"
+    );
+    server.stop().await;
+}
+dual_db_test!(
+    concurrent_duplicate_registrations_have_exactly_one_winner,
+    super::concurrent_duplicates
+);
+
+/// Runs futures concurrently on the current task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    let mut pending = handles;
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, fut) in pending.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+async fn oversized(db: Db) {
+    let Some(server) = support::start(db, |_| {}).await else {
+        return;
+    };
+    let flow = create_flow(&server, "registration").await;
+    let huge = "x".repeat(6 * 1024 * 1024);
+    let response = api_client()
+        .post(flow["ui"]["action"].as_str().unwrap())
+        .json(&json!({"method": "password", "password": PASSWORD, "traits": {"email": "big@example.com", "pad": huge}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    server.stop().await;
+}
+dual_db_test!(oversized_bodies_are_413, super::oversized);
