@@ -2,7 +2,9 @@
 //!
 //! Per-request matching does not loop over every pattern: a byte trie over each pattern's
 //! literal prefix (the text before the first `<`) yields the few candidate rules whose prefix
-//! the URL starts with, a method check filters them, and only those patterns are evaluated.
+//! the URL starts with; patterns that start with a `<...>` part (e.g. `<https|http>://host/`)
+//! are found through an Aho-Corasick automaton over their longest literal text. A method check
+//! filters the candidates, and only those patterns are evaluated.
 //! Every candidate is evaluated so that ambiguous rule sets are detected (exactly one rule must
 //! match).
 
@@ -20,7 +22,20 @@ pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
     compiled: Vec<Compiled>,
     trie: Vec<TrieNode>,
+    floating: Floating,
 }
+
+/// Index of the patterns without a literal prefix.
+#[derive(Debug, Default)]
+struct Floating {
+    literals: Vec<String>,
+    literal_rules: Vec<Vec<u32>>,
+    automaton: Option<aho_corasick::AhoCorasick>,
+    always: Vec<u32>,
+}
+
+/// Literals shorter than this do not discriminate enough to index.
+const MIN_LITERAL: usize = 3;
 
 /// Former name kept for readers of the design docs.
 pub type CompiledRules = RuleSet;
@@ -85,6 +100,7 @@ impl RuleSet {
             let pattern = compile_rule(&rule, strategy)?;
             set.push(rule, pattern);
         }
+        set.finish();
         Ok(set)
     }
 
@@ -98,6 +114,7 @@ impl RuleSet {
                 Err(e) => errors.push(e),
             }
         }
+        set.finish();
         (set, errors)
     }
 
@@ -109,8 +126,39 @@ impl RuleSet {
         }
     }
 
+    fn finish(&mut self) {
+        if self.floating.literals.is_empty() {
+            return;
+        }
+        match aho_corasick::AhoCorasick::new(&self.floating.literals) {
+            Ok(automaton) => self.floating.automaton = Some(automaton),
+            Err(_) => {
+                // Cannot happen for non-empty literal lists; stay correct by checking them all.
+                let all: Vec<u32> = self.floating.literal_rules.drain(..).flatten().collect();
+                self.floating.always.extend(all);
+                self.floating.literals.clear();
+            }
+        }
+    }
+
     fn push(&mut self, rule: Rule, pattern: Pattern) {
         let index = self.rules.len() as u32;
+        if pattern.literal_prefix().is_empty() {
+            let literal = pattern.longest_literal();
+            if literal.len() >= MIN_LITERAL {
+                match self.floating.literals.iter().position(|l| l == literal) {
+                    Some(i) => self.floating.literal_rules[i].push(index),
+                    None => {
+                        self.floating.literals.push(literal.to_owned());
+                        self.floating.literal_rules.push(vec![index]);
+                    }
+                }
+            } else {
+                self.floating.always.push(index);
+            }
+            self.push_compiled(rule, pattern);
+            return;
+        }
         let mut node = 0usize;
         for byte in pattern.literal_prefix().bytes() {
             let existing = self.trie[node]
@@ -129,6 +177,10 @@ impl RuleSet {
             };
         }
         self.trie[node].rules.push(index);
+        self.push_compiled(rule, pattern);
+    }
+
+    fn push_compiled(&mut self, rule: Rule, pattern: Pattern) {
         let methods = rule
             .matcher
             .methods
@@ -143,38 +195,42 @@ impl RuleSet {
     pub fn find(&self, method: &str, url: &str) -> Result<Match, MatchError> {
         let mut found: Option<Match> = None;
         let mut extra: Vec<String> = Vec::new();
+        let mut check = |index: u32| -> Result<(), MatchError> {
+            let index = index as usize;
+            let compiled = &self.compiled[index];
+            if !compiled
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+            {
+                return Ok(());
+            }
+            let groups = compiled
+                .pattern
+                .captures(url)
+                .map_err(|e| MatchError::Eval {
+                    rule_id: self.rules[index].id.clone(),
+                    message: e.to_string(),
+                })?;
+            if let Some(capture_groups) = groups {
+                if found.is_some() {
+                    extra.push(self.rules[index].id.clone());
+                } else {
+                    found = Some(Match {
+                        rule: Arc::clone(&self.rules[index]),
+                        capture_groups,
+                        index,
+                    });
+                }
+            }
+            Ok(())
+        };
         let mut node = 0usize;
         let bytes = url.as_bytes();
         let mut depth = 0usize;
         while let Some(current) = self.trie.get(node) {
             for &index in &current.rules {
-                let index = index as usize;
-                let compiled = &self.compiled[index];
-                if !compiled
-                    .methods
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(method))
-                {
-                    continue;
-                }
-                let groups = compiled
-                    .pattern
-                    .captures(url)
-                    .map_err(|e| MatchError::Eval {
-                        rule_id: self.rules[index].id.clone(),
-                        message: e.to_string(),
-                    })?;
-                if let Some(capture_groups) = groups {
-                    if found.is_some() {
-                        extra.push(self.rules[index].id.clone());
-                    } else {
-                        found = Some(Match {
-                            rule: Arc::clone(&self.rules[index]),
-                            capture_groups,
-                            index,
-                        });
-                    }
-                }
+                check(index)?;
             }
             let Some(&byte) = bytes.get(depth) else { break };
             match current.children.iter().find(|(b, _)| *b == byte) {
@@ -182,6 +238,22 @@ impl RuleSet {
                 None => break,
             }
             depth += 1;
+        }
+        if let Some(automaton) = &self.floating.automaton {
+            let mut literals: Vec<usize> = automaton
+                .find_overlapping_iter(url)
+                .map(|m| m.pattern().as_usize())
+                .collect();
+            literals.sort_unstable();
+            literals.dedup();
+            for literal in literals {
+                for &index in &self.floating.literal_rules[literal] {
+                    check(index)?;
+                }
+            }
+        }
+        for &index in &self.floating.always {
+            check(index)?;
         }
         match (found, extra.is_empty()) {
             (None, _) => Err(MatchError::NotFound),
@@ -320,6 +392,30 @@ mod tests {
         let rules = set(rules, MatchingStrategy::Regexp);
         assert_eq!(rules.find("GET", "http://a/svc1999/x")?.rule.id, "r1999");
         assert_eq!(rules.find("GET", "http://a/svc1/x")?.rule.id, "r1");
+        Ok(())
+    }
+
+    #[test]
+    fn patterns_starting_with_a_group_are_indexed_by_their_literal() -> Result<(), MatchError> {
+        let rules = set(
+            vec![
+                rule("a", "<https|http>://a.example/<.*>", &["GET"]),
+                rule("b", "<https|http>://b.example/<.*>", &["GET"]),
+                rule("any", "<.*>", &["POST"]),
+                rule("short", "<.*>/x<.*>", &["PUT"]),
+                rule("twice", "<.*>/dup/<.*>", &["DELETE"]),
+            ],
+            MatchingStrategy::Regexp,
+        );
+        assert_eq!(rules.find("GET", "https://b.example/p")?.rule.id, "b");
+        assert_eq!(rules.find("GET", "http://a.example/")?.rule.id, "a");
+        assert_eq!(rules.find("POST", "anything")?.rule.id, "any");
+        assert_eq!(rules.find("PUT", "http://h/xyz")?.rule.id, "short");
+        assert_eq!(rules.find("DELETE", "http://h/dup/dup/x")?.rule.id, "twice");
+        assert_eq!(
+            rules.find("GET", "http://c.example/").map(|_| ()),
+            Err(MatchError::NotFound)
+        );
         Ok(())
     }
 

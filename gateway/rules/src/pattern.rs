@@ -35,6 +35,7 @@ pub struct EvalError(pub String);
 pub struct Pattern {
     regex: fancy_regex::Regex,
     literal_prefix: String,
+    longest_literal: String,
     captures: bool,
 }
 
@@ -46,6 +47,15 @@ impl Pattern {
             Some(Part::Literal(text)) => text.to_string(),
             _ => String::new(),
         };
+        let longest_literal = parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Literal(text) => Some(*text),
+                Part::Inner(_) => None,
+            })
+            .max_by_key(|text| text.len())
+            .unwrap_or_default()
+            .to_owned();
         let mut regex = String::from("^");
         for part in &parts {
             match (part, strategy) {
@@ -67,6 +77,7 @@ impl Pattern {
         Ok(Self {
             regex,
             literal_prefix,
+            longest_literal,
             captures: strategy == MatchingStrategy::Regexp,
         })
     }
@@ -74,6 +85,12 @@ impl Pattern {
     /// The literal text every matching URL starts with (used by the prefilter).
     pub fn literal_prefix(&self) -> &str {
         &self.literal_prefix
+    }
+
+    /// The longest literal text every matching URL contains (used by the prefilter for
+    /// patterns that start with a `<...>` part).
+    pub fn longest_literal(&self) -> &str {
+        &self.longest_literal
     }
 
     /// Whether `url` matches; on a match, the capture groups (empty for globs).
@@ -323,6 +340,8 @@ mod tests {
         assert_eq!(p.literal_prefix(), "http://a/b/");
         let p = Pattern::compile("<.*>", MatchingStrategy::Regexp)?;
         assert_eq!(p.literal_prefix(), "");
+        let p = Pattern::compile("<https|http>://a.example/<.*>/x", MatchingStrategy::Regexp)?;
+        assert_eq!(p.longest_literal(), "://a.example/");
         Ok(())
     }
 }

@@ -1,0 +1,74 @@
+//! Rule matching cost per request at 10, 1 000 and 10 000 rules (regexp and glob).
+//!
+//! Run: `CARGO_TARGET_DIR=/work/target-gw cargo bench -p portcullis-gateway --bench matching`.
+//! The cost must stay flat as rules grow: the compiled index only evaluates the rules whose
+//! literal text fits the URL.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use portcullis_rules::{Handler, MatchingStrategy, Rule, RuleMatch, RuleSet, Upstream};
+
+fn rule(id: usize, url: String) -> Rule {
+    Rule {
+        id: format!("rule-{id}"),
+        version: None,
+        description: None,
+        matcher: RuleMatch {
+            url,
+            methods: vec!["GET".to_owned(), "POST".to_owned()],
+        },
+        upstream: Upstream::default(),
+        authenticators: vec![Handler::named("noop")],
+        authorizer: Handler::named("allow"),
+        mutators: vec![Handler::named("noop")],
+        errors: Vec::new(),
+    }
+}
+
+/// A realistic mix: per-service hosts, per-service paths with look-ahead, and scheme groups.
+fn rules(n: usize, strategy: MatchingStrategy) -> Vec<Rule> {
+    (0..n)
+        .map(|i| {
+            let url = match (strategy, i % 3) {
+                (MatchingStrategy::Regexp, 0) => format!("http://svc{i}.example.com/api/<.*>"),
+                (MatchingStrategy::Regexp, 1) => {
+                    format!("http://shared.example.com/svc{i}/<(?!admin).*>")
+                }
+                (MatchingStrategy::Regexp, _) => format!("<https|http>://host{i}.example.com/<.*>"),
+                (MatchingStrategy::Glob, 0) => format!("http://svc{i}.example.com/api/<**>"),
+                (MatchingStrategy::Glob, 1) => format!("http://shared.example.com/svc{i}/<*>"),
+                (MatchingStrategy::Glob, _) => format!("<{{https,http}}>://host{i}.example.com/<**>"),
+            };
+            rule(i, url)
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    for strategy in [MatchingStrategy::Regexp, MatchingStrategy::Glob] {
+        let mut group = c.benchmark_group(format!("find/{strategy:?}"));
+        for n in [10usize, 1_000, 10_000] {
+            let Ok(set) = RuleSet::compile(rules(n, strategy), strategy) else {
+                panic!("benchmark rules must compile");
+            };
+            let last = n - 1 - (n - 1) % 3 + 1;
+            let hit = format!("http://shared.example.com/svc{last}/orders");
+            let scheme_group = format!("https://host{}.example.com/x", n - 1 - (n - 1) % 3 + 2);
+            let miss = "http://unknown.example.com/nothing".to_owned();
+            group.bench_with_input(BenchmarkId::new("hit_path_rule", n), &hit, |b, url| {
+                b.iter(|| black_box(set.find("GET", url).is_ok()))
+            });
+            group.bench_with_input(BenchmarkId::new("hit_scheme_group_rule", n), &scheme_group, |b, url| {
+                b.iter(|| black_box(set.find("GET", url).is_ok()))
+            });
+            group.bench_with_input(BenchmarkId::new("miss", n), &miss, |b, url| {
+                b.iter(|| black_box(set.find("GET", url).is_err()))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
