@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod flow;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod password;
 pub mod schema;
 pub mod server;

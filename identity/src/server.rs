@@ -141,6 +141,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
         throttle: Arc::new(crate::throttle::Throttle::new(
             config.selfservice.flows.login.throttle.to_config(),
         )),
+        metrics: Arc::new(crate::metrics::Metrics::default()),
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();

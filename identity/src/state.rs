@@ -222,6 +222,7 @@ pub struct AppState {
     pub hasher: Hasher,
     pub settings: Arc<Settings>,
     pub throttle: Arc<crate::throttle::Throttle>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

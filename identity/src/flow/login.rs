@@ -176,6 +176,7 @@ pub async fn submit(
         .throttle
         .locked(&normalized, Some(&ip), Instant::now())
     {
+        crate::metrics::Metrics::inc(&state.metrics.logins_throttled);
         return throttled(wait);
     }
     let found = if normalized.is_empty() {
@@ -202,11 +203,13 @@ pub async fn submit(
             state
                 .throttle
                 .failed(&normalized, Some(&ip), Instant::now());
+            crate::metrics::Metrics::inc(&state.metrics.logins_failed);
             add_message(&mut record.ui, None, Message::invalid_credentials());
             return super::flow_failed(&state, KIND, record, &headers).await;
         }
     };
     state.throttle.succeeded(&normalized);
+    crate::metrics::Metrics::inc(&state.metrics.logins_succeeded);
     if let Some(stored) = stored_hash.as_deref()
         && state.hasher.needs_rehash(stored)
     {

@@ -280,12 +280,14 @@ pub async fn submit(
     match state.store.insert_identity(&identity, &[credential]).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
+            crate::metrics::Metrics::inc(&state.metrics.registrations_failed);
             add_message(&mut record.ui, None, Message::duplicate_identifier());
             return super::flow_failed(&state, KIND, record, &headers).await;
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
     tracing::info!(identity = %identity.id, "identity registered");
+    crate::metrics::Metrics::inc(&state.metrics.registrations_succeeded);
     if let Err(e) = state
         .store
         .update_flow(record.id, "passed_challenge", &record.ui, now)

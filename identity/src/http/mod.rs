@@ -105,6 +105,8 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version))
+        .route("/admin/metrics/prometheus", get(metrics))
+        .route("/metrics", get(metrics))
         .nest("/admin", admin::routes())
         .merge(admin::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -150,6 +152,17 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn version() -> Response {
     axum::Json(json!({"version": format!("v{VERSION}")})).into_response()
 }
@@ -161,8 +174,10 @@ async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Err(e) => return e.into_response(),
     };
     let Some((session, identity)) = found else {
+        crate::metrics::Metrics::inc(&state.metrics.whoami_unauthorized);
         return ApiError::unauthorized().into_response();
     };
+    crate::metrics::Metrics::inc(&state.metrics.whoami_active);
     let body = session_json(&session, &identity, &state.settings.public_base, now_ms());
     let mut response = axum::Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&identity.id.to_string()) {
