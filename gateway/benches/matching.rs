@@ -38,7 +38,9 @@ fn rules(n: usize, strategy: MatchingStrategy) -> Vec<Rule> {
                 (MatchingStrategy::Regexp, _) => format!("<https|http>://host{i}.example.com/<.*>"),
                 (MatchingStrategy::Glob, 0) => format!("http://svc{i}.example.com/api/<**>"),
                 (MatchingStrategy::Glob, 1) => format!("http://shared.example.com/svc{i}/<*>"),
-                (MatchingStrategy::Glob, _) => format!("<{{https,http}}>://host{i}.example.com/<**>"),
+                (MatchingStrategy::Glob, _) => {
+                    format!("<{{https,http}}>://host{i}.example.com/<**>")
+                }
             };
             rule(i, url)
         })
@@ -59,9 +61,11 @@ fn bench(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("hit_path_rule", n), &hit, |b, url| {
                 b.iter(|| black_box(set.find("GET", url).is_ok()))
             });
-            group.bench_with_input(BenchmarkId::new("hit_scheme_group_rule", n), &scheme_group, |b, url| {
-                b.iter(|| black_box(set.find("GET", url).is_ok()))
-            });
+            group.bench_with_input(
+                BenchmarkId::new("hit_scheme_group_rule", n),
+                &scheme_group,
+                |b, url| b.iter(|| black_box(set.find("GET", url).is_ok())),
+            );
             group.bench_with_input(BenchmarkId::new("miss", n), &miss, |b, url| {
                 b.iter(|| black_box(set.find("GET", url).is_err()))
             });

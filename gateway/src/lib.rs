@@ -15,5 +15,6 @@ pub mod pipeline;
 pub mod proxy;
 pub mod repository;
 pub mod server;
+pub mod stream;
 pub mod telemetry;
 pub mod upstream;

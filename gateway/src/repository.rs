@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use portcullis_rules::{ParseError, Rule, RuleError};
 
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Source};
 
 /// Rules that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -92,20 +92,9 @@ pub fn read_all(repositories: &[PathBuf]) -> Result<(SourcedRules, Vec<u8>), Loa
 /// Loads the repositories into `pipeline`; returns the fingerprint of what was loaded.
 pub fn load(pipeline: &Pipeline, repositories: &[PathBuf]) -> Result<Vec<u8>, LoadError> {
     let (rules, fingerprint) = read_all(repositories)?;
-    let sources: Vec<String> = rules.iter().map(|(s, _)| s.clone()).collect();
-    let ids: Vec<String> = rules.iter().map(|(_, r)| r.id.clone()).collect();
-    let snapshot = pipeline
-        .prepare(rules.into_iter().map(|(_, r)| r).collect())
-        .map_err(|error| {
-            let source_name = ids
-                .iter()
-                .position(|id| *id == error.rule_id)
-                .and_then(|i| sources.get(i).cloned())
-                .unwrap_or_else(|| "rules".to_owned());
-            LoadError::Rule { source_name, error }
-        })?;
-    let count = snapshot.rules.len();
-    pipeline.install(snapshot);
+    let count = pipeline
+        .install_source(Source::Files, rules)
+        .map_err(|(source_name, error)| LoadError::Rule { source_name, error })?;
     tracing::info!(rules = count, "access rules loaded");
     Ok(fingerprint)
 }

@@ -25,8 +25,12 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    if config.repositories.is_empty() {
-        tracing::warn!("access_rules.repositories is empty: every request will be answered 404");
+    let stream = crate::stream::StreamSettings::from_env(|k| std::env::var(k).ok())
+        .map_err(anyhow::Error::msg)?;
+    if config.repositories.is_empty() && stream.is_none() {
+        tracing::warn!(
+            "access_rules.repositories is empty and PORTCULLIS_STREAM_URL is unset: every request will be answered 404"
+        );
     }
     let config = Arc::new(config);
     let pipeline = Arc::new(Pipeline::new(Arc::clone(&config)).context("http client")?);
@@ -72,9 +76,15 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
         "api",
         ApiService {
             listener: Mutex::new(Some(api_listener)),
-            pipeline,
+            pipeline: Arc::clone(&pipeline),
         },
     ));
+    if let Some(settings) = stream {
+        server.add_service(background_service(
+            "rules stream",
+            crate::stream::StreamService::new(settings, Arc::clone(&pipeline)),
+        ));
+    }
     tracing::info!(proxy = %proxy_addr, api = %api_addr, "portcullis-gateway listening");
     server.run_forever()
 }

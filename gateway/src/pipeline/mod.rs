@@ -33,6 +33,22 @@ use error_handlers::ErrorHandlerEntry;
 use mutate::Mutator;
 use session::{AuthenticationSession, RequestInfo};
 
+/// Where rules come from; the serving set is the union of both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `access_rules.repositories`.
+    Files,
+    /// The operator's `rules` stream.
+    Stream,
+}
+
+/// The latest rules of each source, with their origin (file name or stream version).
+#[derive(Default)]
+struct Sources {
+    files: Vec<(String, Rule)>,
+    stream: Vec<(String, Rule)>,
+}
+
 /// A rule's handlers, built once per snapshot.
 pub struct PreparedRule {
     authenticators: Vec<Arc<dyn Authenticator>>,
@@ -89,6 +105,7 @@ pub struct Pipeline {
     deps: Deps,
     snapshot: ArcSwap<Snapshot>,
     fallback: Vec<Result<ErrorHandlerEntry, String>>,
+    sources: std::sync::Mutex<Sources>,
     loaded: std::sync::atomic::AtomicBool,
 }
 
@@ -118,6 +135,7 @@ impl Pipeline {
             .collect();
         Ok(Self {
             fallback,
+            sources: std::sync::Mutex::new(Sources::default()),
             config,
             deps: Deps {
                 jwks: Arc::new(crate::jwks::JwksCache::new(client.clone())),
@@ -151,6 +169,51 @@ impl Pipeline {
             .map(|rule| self.prepare_rule(rule))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Snapshot { rules, prepared })
+    }
+
+    /// Replaces the rules of one source (rule files or the operator stream) and installs the
+    /// union of all sources. On error nothing changes and the error names the rule's origin.
+    pub fn install_source(
+        &self,
+        source: Source,
+        rules: Vec<(String, Rule)>,
+    ) -> Result<usize, (String, RuleError)> {
+        let mut sources = self.sources.lock().map_err(|_| {
+            (
+                "rules".to_owned(),
+                RuleError {
+                    rule_id: String::new(),
+                    field: String::new(),
+                    message: "rule sources lock poisoned".to_owned(),
+                },
+            )
+        })?;
+        let (files, stream) = match source {
+            Source::Files => (&rules, &sources.stream),
+            Source::Stream => (&sources.files, &rules),
+        };
+        let all: Vec<(String, Rule)> = files.iter().chain(stream.iter()).cloned().collect();
+        let origins: Vec<(String, String)> = all
+            .iter()
+            .map(|(origin, r)| (r.id.clone(), origin.clone()))
+            .collect();
+        let snapshot = self
+            .prepare(all.into_iter().map(|(_, r)| r).collect())
+            .map_err(|error| {
+                let origin = origins
+                    .iter()
+                    .find(|(id, _)| *id == error.rule_id)
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_else(|| "rules".to_owned());
+                (origin, error)
+            })?;
+        let count = snapshot.rules.len();
+        match source {
+            Source::Files => sources.files = rules,
+            Source::Stream => sources.stream = rules,
+        }
+        self.install(snapshot);
+        Ok(count)
     }
 
     /// Atomically replaces the current snapshot.

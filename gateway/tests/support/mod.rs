@@ -170,6 +170,11 @@ pub fn serve_expecting_exit(extra_config: &str, rules: &str) -> (std::process::E
 impl Gateway {
     /// Starts the gateway; `{proxy}` in `rules` is replaced by `127.0.0.1:<proxy port>`.
     pub async fn start(extra_config: &str, rules: &str) -> Gateway {
+        Self::start_with_env(extra_config, rules, &[]).await
+    }
+
+    /// Like [`Gateway::start`] with extra environment variables.
+    pub async fn start_with_env(extra_config: &str, rules: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (proxy_port, api_port) = (free_port(), free_port());
         let rules = rules.replace("{proxy}", &format!("127.0.0.1:{proxy_port}"));
@@ -178,6 +183,7 @@ impl Gateway {
             .args(["serve", "-c"])
             .arg(&config)
             .env("LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
