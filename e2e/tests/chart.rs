@@ -9,6 +9,7 @@
 //! is set: then a missing helm is a failure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
@@ -583,6 +584,76 @@ fn identity_argon2_budget_fits_its_memory_limit() -> Result<()> {
         ensure!(
             memory * concurrency <= limit / 2,
             "{}: argon2 {memory} B × {concurrency} leaves too little of the {limit} B limit",
+            values.display()
+        );
+    }
+    Ok(())
+}
+
+/// Decoded data of the Secret named `secret` in the render.
+fn secret_data(docs: &[Value], secret: &str) -> Result<BTreeMap<String, String>> {
+    let doc = docs
+        .iter()
+        .find(|d| kind(d) == "Secret" && d["metadata"]["name"] == secret)
+        .with_context(|| format!("no Secret {secret}"))?;
+    let mut out = BTreeMap::new();
+    for (key, v) in doc["data"].as_object().into_iter().flatten() {
+        let raw =
+            base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default())?;
+        out.insert(key.clone(), String::from_utf8(raw)?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn rendered_configs_load_in_the_real_gateway_and_identity_without_warnings() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    for values in [
+        chart_dir().join("ci/default.yaml"),
+        chart_dir().join("ci/production.yaml"),
+    ] {
+        let docs = render(&helm, &values, &[])?;
+        let gateway = gateway_config(&docs)?;
+        let parsed = portcullis_gateway::config::GatewayConfig::from_value(
+            &gateway,
+            "oathkeeper.yml",
+            Path::new("/etc/portcullis"),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!("{}: gateway rejects oathkeeper.yml: {e}", values.display())
+        })?;
+        ensure!(
+            parsed.warnings.is_empty(),
+            "{}: gateway ignores keys: {:?}",
+            values.display(),
+            parsed.warnings
+        );
+
+        // The identity reads kratos.yml plus the env the Deployment sets from the Secret.
+        let text = docs
+            .iter()
+            .find_map(|d| d["data"]["kratos.yml"].as_str())
+            .context("no kratos.yml")?;
+        let secrets = secret_data(&docs, "portcullis-identity")?;
+        let env = |key: &str| -> Option<String> {
+            let secret_key = match key {
+                "DSN" => "dsn",
+                "SECRETS_COOKIE" => "secretsCookie",
+                "SECRETS_CIPHER" => "secretsCipher",
+                "SECRETS_DEFAULT" => "secretsDefault",
+                _ => return None,
+            };
+            secrets.get(secret_key).cloned()
+        };
+        let (_, warnings) = portcullis_identity::config::Config::from_str_with_env(
+            text,
+            PathBuf::from("/etc/portcullis"),
+            &env,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: identity rejects kratos.yml: {e}", values.display()))?;
+        ensure!(
+            warnings.is_empty(),
+            "{}: identity ignores keys: {warnings:?}",
             values.display()
         );
     }
