@@ -16,6 +16,19 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::error::{ErrorResponse, PipelineError, json_response};
 use crate::pipeline::session::RequestInfo;
 
+/// The Prometheus listener's router (`serve.prometheus`, Oathkeeper's port 9000).
+pub fn metrics_router(pipeline: Arc<Pipeline>, path: &str) -> axum::Router {
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    axum::Router::new()
+        .route(&path, get(metrics))
+        .fallback(not_found)
+        .with_state(pipeline)
+}
+
 /// The API router.
 pub fn router(pipeline: Arc<Pipeline>) -> axum::Router {
     axum::Router::new()

@@ -86,6 +86,10 @@ pub struct GatewayConfig {
     pub trust_forwarded_headers: bool,
     /// `serve.api`.
     pub api: Listen,
+    /// `serve.prometheus` (default port 9000).
+    pub prometheus: Listen,
+    /// `serve.prometheus.metrics_path` (default `/metrics`).
+    pub prometheus_path: String,
     /// `access_rules.repositories`, resolved to local paths.
     pub repositories: Vec<PathBuf>,
     /// `access_rules.matching_strategy`.
@@ -197,6 +201,12 @@ impl GatewayConfig {
             host: string("serve.api.host").unwrap_or_default(),
             port: port("serve.api.port", 4456)?,
         };
+        let prometheus = Listen {
+            host: string("serve.prometheus.host").unwrap_or_default(),
+            port: port("serve.prometheus.port", 9000)?,
+        };
+        let prometheus_path =
+            string("serve.prometheus.metrics_path").unwrap_or_else(|| "/metrics".to_owned());
         let trust_forwarded_headers = truthy(get("serve.proxy.trust_forwarded_headers"));
         let matching_strategy = string("access_rules.matching_strategy")
             .unwrap_or_default()
@@ -286,6 +296,8 @@ impl GatewayConfig {
             proxy,
             trust_forwarded_headers,
             api,
+            prometheus,
+            prometheus_path,
             repositories,
             matching_strategy,
             handlers,
@@ -382,6 +394,9 @@ const KNOWN: &[&str] = &[
     "serve.proxy.trust_forwarded_headers",
     "serve.api.host",
     "serve.api.port",
+    "serve.prometheus.host",
+    "serve.prometheus.port",
+    "serve.prometheus.metrics_path",
     "access_rules.repositories",
     "access_rules.matching_strategy",
     "authenticators.*.enabled",
@@ -506,7 +521,7 @@ mod tests {
     #[test]
     fn unknown_keys_warn_once_each() -> Result<(), ConfigError> {
         let doc = json!({
-            "serve": {"proxy": {"port": 1, "cors": {"enabled": true}}, "prometheus": {"port": 9}},
+            "serve": {"proxy": {"port": 1, "cors": {"enabled": true}}, "prometheus": {"port": 9, "hide_request_paths": true}},
             "tracing": {"provider": "jaeger"},
             "authenticators": {"noop": {"enabled": true}}
         });

@@ -49,6 +49,10 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     let api_listener = std::net::TcpListener::bind(&api_addr)
         .with_context(|| format!("serve.api: cannot listen on {api_addr}"))?;
     api_listener.set_nonblocking(true)?;
+    let prometheus_addr = config.prometheus.addr();
+    let prometheus_listener = std::net::TcpListener::bind(&prometheus_addr)
+        .with_context(|| format!("serve.prometheus: cannot listen on {prometheus_addr}"))?;
+    prometheus_listener.set_nonblocking(true)?;
     let proxy_addr = config.proxy.addr();
     // Probe the proxy port so a conflict is a clean error rather than a panic inside Pingora.
     drop(
@@ -76,7 +80,14 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
         "api",
         ApiService {
             listener: Mutex::new(Some(api_listener)),
-            pipeline: Arc::clone(&pipeline),
+            router: api::router(Arc::clone(&pipeline)),
+        },
+    ));
+    server.add_service(background_service(
+        "prometheus",
+        ApiService {
+            listener: Mutex::new(Some(prometheus_listener)),
+            router: api::metrics_router(Arc::clone(&pipeline), &config.prometheus_path),
         },
     ));
     if let Some(settings) = stream {
@@ -89,9 +100,10 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     server.run_forever()
 }
 
+/// An axum router on a pre-bound listener, run as a Pingora background service.
 struct ApiService {
     listener: Mutex<Option<std::net::TcpListener>>,
-    pipeline: Arc<Pipeline>,
+    router: axum::Router,
 }
 
 #[async_trait]
@@ -106,7 +118,7 @@ impl BackgroundService for ApiService {
                 return;
             }
         };
-        let app = api::router(Arc::clone(&self.pipeline));
+        let app = self.router.clone();
         let result = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -215,6 +215,20 @@ async fn upstream_down_is_502() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status(), 502);
+    let metrics = client()
+        .get(format!("{}/metrics", gw.metrics))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains(
+            "service=\"proxy\",rule=\"dead-upstream\",decision=\"allow\",status=\"502\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

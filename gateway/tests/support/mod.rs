@@ -128,6 +128,8 @@ pub struct Gateway {
     pub proxy: String,
     /// `http://127.0.0.1:<api port>`.
     pub api: String,
+    /// `http://127.0.0.1:<serve.prometheus port>`.
+    pub metrics: String,
     /// The directory holding the config and rules.
     pub dir: tempfile::TempDir,
 }
@@ -140,10 +142,23 @@ pub fn write_files(
     extra_config: &str,
     rules: &str,
 ) -> PathBuf {
+    write_files_with_metrics(dir, proxy_port, api_port, free_port(), extra_config, rules)
+}
+
+/// Like [`write_files`] with a chosen `serve.prometheus` port.
+pub fn write_files_with_metrics(
+    dir: &tempfile::TempDir,
+    proxy_port: u16,
+    api_port: u16,
+    metrics_port: u16,
+    extra_config: &str,
+    rules: &str,
+) -> PathBuf {
     let rules_path = dir.path().join("rules.yml");
     std::fs::write(&rules_path, rules).unwrap_or_else(|e| panic!("write rules: {e}"));
     let config = format!(
-        "serve:\n  proxy: {{host: 127.0.0.1, port: {proxy_port}}}\n  api: {{host: 127.0.0.1, port: {api_port}}}\naccess_rules:\n  repositories: [\"file://{}\"]\n{extra_config}",
+        "serve:\n  proxy: {{host: 127.0.0.1, port: {proxy_port}}}\n  api: {{host: 127.0.0.1, port: {api_port}}}\n  prometheus: {{host: 127.0.0.1, port: {}}}\naccess_rules:\n  repositories: [\"file://{}\"]\n{extra_config}",
+        metrics_port,
         rules_path.display()
     );
     let config_path = dir.path().join("oathkeeper.yml");
@@ -176,9 +191,16 @@ impl Gateway {
     /// Like [`Gateway::start`] with extra environment variables.
     pub async fn start_with_env(extra_config: &str, rules: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let (proxy_port, api_port) = (free_port(), free_port());
+        let (proxy_port, api_port, metrics_port) = (free_port(), free_port(), free_port());
         let rules = rules.replace("{proxy}", &format!("127.0.0.1:{proxy_port}"));
-        let config = write_files(&dir, proxy_port, api_port, extra_config, &rules);
+        let config = write_files_with_metrics(
+            &dir,
+            proxy_port,
+            api_port,
+            metrics_port,
+            extra_config,
+            &rules,
+        );
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis-gateway"))
             .args(["serve", "-c"])
             .arg(&config)
@@ -192,6 +214,7 @@ impl Gateway {
             child,
             proxy: format!("http://127.0.0.1:{proxy_port}"),
             api: format!("http://127.0.0.1:{api_port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
             dir,
         };
         gateway.wait_until_serving().await;
