@@ -126,6 +126,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for w in warnings {
                 tracing::warn!("{w}");
             }
+            let mut parsed = parsed;
+            parsed.stream =
+                crate::schema_stream::StreamSettings::from_env(&|n| std::env::var(n).ok())?;
             let running = crate::server::start(parsed, dev).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");

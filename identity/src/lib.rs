@@ -13,6 +13,7 @@ pub mod identity;
 pub mod metrics;
 pub mod password;
 pub mod schema;
+pub mod schema_stream;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -303,6 +303,61 @@ impl SchemaRegistry {
         })
     }
 
+    /// Like [`SchemaRegistry::load`], but an empty or default-less set is allowed: schemas are
+    /// still to come from the operator's stream.
+    pub fn load_partial(
+        refs: &[SchemaRef],
+        default_id: &str,
+        base_dir: &Path,
+    ) -> Result<Self, SchemaError> {
+        let mut out = Self {
+            schemas: HashMap::new(),
+            order: Vec::new(),
+            default_id: default_id.to_owned(),
+        };
+        for r in refs {
+            let raw = fetch(r, base_dir)?;
+            out.insert(Arc::new(IdentitySchema::new(&r.id, raw)?));
+        }
+        Ok(out)
+    }
+
+    fn insert(&mut self, schema: Arc<IdentitySchema>) {
+        if !self.schemas.contains_key(&schema.id) {
+            self.order.push(schema.id.clone());
+        }
+        self.schemas.insert(schema.id.clone(), schema);
+    }
+
+    /// This registry plus the schemas of an `identity-schemas` snapshot (items
+    /// `{"id", "default", "schema"}`); a snapshot item marked `default` becomes the default.
+    /// Fails when an item is invalid or no default schema results.
+    pub fn with_stream_items(&self, items: &[Value]) -> Result<Self, SchemaError> {
+        let mut out = Self {
+            schemas: self.schemas.clone(),
+            order: self.order.clone(),
+            default_id: self.default_id.clone(),
+        };
+        for item in items {
+            let id =
+                item.get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| SchemaError::Invalid {
+                        id: "?".to_owned(),
+                        reason: "stream item without an id".to_owned(),
+                    })?;
+            let raw = item.get("schema").cloned().unwrap_or(Value::Null);
+            out.insert(Arc::new(IdentitySchema::new(id, raw)?));
+            if item.get("default").and_then(Value::as_bool) == Some(true) {
+                out.default_id = id.to_owned();
+            }
+        }
+        if !out.schemas.contains_key(&out.default_id) {
+            return Err(SchemaError::NoDefault(out.default_id));
+        }
+        Ok(out)
+    }
+
     pub fn default_schema(&self) -> Option<Arc<IdentitySchema>> {
         self.get(&self.default_id)
     }

@@ -42,6 +42,8 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     store: SqlStore,
+    /// Kept alive while serving; dropping it ends the subscription.
+    _subscriber: Option<portcullis_stream::Subscriber>,
 }
 
 impl Running {
@@ -100,11 +102,25 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             "database migrations are pending; run `portcullis-identity migrate sql -e --yes` (or serve --dev)"
         );
     }
-    let schemas = SchemaRegistry::load(
-        &config.identity.schemas,
-        &config.identity.default_schema_id,
-        &config.base_dir,
-    )?;
+    let schemas = if config.stream.is_some() {
+        SchemaRegistry::load_partial(
+            &config.identity.schemas,
+            &config.identity.default_schema_id,
+            &config.base_dir,
+        )?
+    } else {
+        SchemaRegistry::load(
+            &config.identity.schemas,
+            &config.identity.default_schema_id,
+            &config.base_dir,
+        )?
+    };
+    let file_schemas = Arc::new(schemas);
+    let registry = Arc::new(arc_swap::ArcSwap::new(file_schemas.clone()));
+    let subscriber = config
+        .stream
+        .clone()
+        .map(|s| crate::schema_stream::subscribe(s, file_schemas.clone(), registry.clone()));
     let hasher = Hasher::new(&config.hashers.argon2)?;
     let public = bind(&config.serve.public.host, config.serve.public.port).await?;
     let admin = bind(&config.serve.admin.host, config.serve.admin.port).await?;
@@ -135,7 +151,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
     }
     let state = AppState {
         store: Arc::new(store.clone()),
-        schemas: Arc::new(schemas),
+        schemas: registry,
         hasher,
         settings: settings.clone(),
         throttle: Arc::new(crate::throttle::Throttle::new(
@@ -173,5 +189,6 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
         stop,
         tasks,
         store,
+        _subscriber: subscriber,
     })
 }

@@ -218,7 +218,8 @@ impl Settings {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub schemas: Arc<SchemaRegistry>,
+    /// Swapped atomically when the operator streams new identity schemas.
+    pub schemas: Arc<arc_swap::ArcSwap<SchemaRegistry>>,
     pub hasher: Hasher,
     pub settings: Arc<Settings>,
     pub throttle: Arc<crate::throttle::Throttle>,

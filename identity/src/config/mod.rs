@@ -40,6 +40,9 @@ pub struct Config {
     /// The folder the config file lives in; relative `file://` URLs resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The operator's config stream (from `PORTCULLIS_STREAM_*` in a cluster).
+    #[serde(skip)]
+    pub stream: Option<crate::schema_stream::StreamSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -55,7 +55,7 @@ pub fn password_nodes(submit_label: Message) -> Vec<Value> {
 /// One input node per trait of the default schema, in `group`.
 pub fn trait_nodes(state: &AppState, group: &str) -> Vec<Value> {
     let mut out = Vec::new();
-    if let Some(schema) = state.schemas.default_schema() {
+    if let Some(schema) = state.schemas.load().default_schema() {
         for field in &schema.fields {
             let (input_type, autocomplete) =
                 match (field.format.as_deref(), field.json_type.as_str()) {
@@ -219,7 +219,7 @@ pub async fn submit(
     if !state.settings.password_enabled {
         return ApiError::not_found("This endpoint was disabled by system administrator. Please check your url or contact the system administrator to enable it.").into_response();
     }
-    let Some(schema) = state.schemas.default_schema() else {
+    let Some(schema) = state.schemas.load().default_schema() else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
     };
     let mut traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));

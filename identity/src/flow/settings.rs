@@ -26,7 +26,7 @@ const KIND: FlowKind = FlowKind::Settings;
 fn nodes(state: &AppState, identity: &IdentityRecord) -> Vec<Value> {
     let mut ui =
         json!({ "nodes": super::registration::trait_nodes(state, "profile"), "messages": [] });
-    if let Some(schema) = state.schemas.get(&identity.schema_id) {
+    if let Some(schema) = state.schemas.load().get(&identity.schema_id) {
         for field in &schema.fields {
             if let Some(v) = crate::schema::lookup(&identity.traits, &field.path) {
                 set_value(&mut ui, &format!("traits.{}", field.path), v.clone());
@@ -198,7 +198,7 @@ pub async fn submit(
             .reason("The flow belongs to another identity.")
             .into_response();
     }
-    let Some(schema) = state.schemas.get(&identity.schema_id) else {
+    let Some(schema) = state.schemas.load().get(&identity.schema_id) else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
     };
     let public = state.settings.public_base.clone();

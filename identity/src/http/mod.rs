@@ -134,6 +134,13 @@ async fn alive() -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
+    if state.schemas.load().default_schema().is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"errors": {"identity_schemas": "waiting for identity schemas"}})),
+        )
+            .into_response();
+    }
     match state.store.ready().await {
         Ok(true) => axum::Json(json!({"status": "ok"})).into_response(),
         Ok(false) => (
@@ -191,6 +198,7 @@ async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Response {
 async fn list_schemas(State(state): State<AppState>) -> Response {
     let list: Vec<_> = state
         .schemas
+        .load()
         .all()
         .map(|s| json!({"id": s.id, "schema": s.raw}))
         .collect();
@@ -198,7 +206,7 @@ async fn list_schemas(State(state): State<AppState>) -> Response {
 }
 
 async fn get_schema(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.schemas.get(&id) {
+    match state.schemas.load().get(&id) {
         Some(s) => axum::Json(s.raw.clone()).into_response(),
         None => ApiError::not_found("The requested resource could not be found").into_response(),
     }

@@ -54,9 +54,9 @@ async fn parse_input(
         None if require_state => {
             return Err(ApiError::bad_request("schema_id is required"));
         }
-        None => state.schemas.default_id().to_owned(),
+        None => state.schemas.load().default_id().to_owned(),
     };
-    let schema = state.schemas.get(&schema_id).ok_or_else(|| {
+    let schema = state.schemas.load().get(&schema_id).ok_or_else(|| {
         ApiError::bad_request(format!("Identity schema `{schema_id}` does not exist."))
     })?;
     let traits = body
@@ -184,6 +184,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Response {
         let input = parse_input(&state, &body, false).await?;
         let schema = state
             .schemas
+            .load()
             .get(&input.schema_id)
             .ok_or_else(|| ApiError::bad_request("unknown schema"))?;
         let now = now_ms();
@@ -258,6 +259,7 @@ async fn apply_update(
     let input = parse_input(state, body, true).await?;
     let schema = state
         .schemas
+        .load()
         .get(&input.schema_id)
         .ok_or_else(|| ApiError::bad_request("unknown schema"))?;
     let now = now_ms();
