@@ -208,9 +208,11 @@ fn rule_triples(rules: &Value) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// The rules of every Role and ClusterRole in `docs`; a document with a top-level `rules` list
+/// and no `kind` (the form of `operator/rbac.yaml`) counts too.
 fn rbac_triples(docs: &[Value]) -> BTreeSet<(String, String, String)> {
     docs.iter()
-        .filter(|d| matches!(kind(d), "ClusterRole" | "Role"))
+        .filter(|d| matches!(kind(d), "ClusterRole" | "Role" | ""))
         .flat_map(|d| rule_triples(&d["rules"]))
         .collect()
 }
