@@ -2,7 +2,7 @@
 # The kind suite: a real cluster, the real images, the chart, and the user journeys through the
 # gateway (register → login → protected call; Rule apply → enforced; IdentitySchema → served).
 #
-#   bash e2e/kind/run.sh            # needs docker, kind, kubectl, helm, curl, jq
+#   bash e2e/kind/run.sh            # needs docker, kind, kubectl, helm, curl, jq, cargo
 #   KEEP_CLUSTER=1 bash e2e/kind/run.sh
 #
 # It cannot run on the offline development machine (no Docker engine, no kind); it runs in
@@ -87,5 +87,12 @@ step "IdentitySchema served by identity"
 schema_id="$(kubectl -n "$ns" get identityschemas.portcullis.dev/customer -o jsonpath='{.status.schemaId}')"
 curl -sf "$gw/.ory/kratos/public/schemas" | jq -e --arg id "$schema_id" 'map(.id) | index($id) != null' >/dev/null \
   || fail "schema $schema_id is not listed at /schemas"
+
+step "operator process e2e against this cluster (the in-cluster operator scaled to 0)"
+kubectl -n "$ns" scale deploy/portcullis-operator --replicas=0
+kubectl -n "$ns" wait --for=delete pod -l app.kubernetes.io/component=operator --timeout=120s
+kubeconfig="$(mktemp)"
+kind get kubeconfig --name "$cluster" >"$kubeconfig"
+(cd "$repo" && KUBECONFIG="$kubeconfig" cargo test -p portcullis-operator --test process_e2e)
 
 step "kind e2e: OK"
