@@ -90,7 +90,8 @@ curl -sf "$gw/.ory/kratos/public/schemas" | jq -e --arg id "$schema_id" 'map(.id
 
 step "operator process e2e against this cluster (the in-cluster operator scaled to 0)"
 kubectl -n "$ns" scale deploy/portcullis-operator --replicas=0
-kubectl -n "$ns" wait --for=delete pod -l app.kubernetes.io/component=operator --timeout=120s
+# (kubectl wait errors when no pod matches any more, so poll the condition itself.)
+timeout 120 bash -c "until [ -z \"\$(kubectl -n $ns get pods -l app.kubernetes.io/component=operator -o name)\" ]; do sleep 1; done"
 kubeconfig="$(mktemp)"
 kind get kubeconfig --name "$cluster" >"$kubeconfig"
 (cd "$repo" && KUBECONFIG="$kubeconfig" cargo test -p portcullis-operator --test process_e2e)
