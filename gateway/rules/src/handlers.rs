@@ -147,6 +147,41 @@ pub struct JwtConfig {
     pub jwks_ttl: Option<String>,
 }
 
+/// `oauth2_introspection` authenticator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// RFC 7662 endpoint (required after merge).
+    pub introspection_url: Option<String>,
+    /// Scopes the token must carry.
+    #[serde(default)]
+    pub required_scope: Vec<String>,
+    /// Every one of these must be in `aud`.
+    #[serde(default)]
+    pub target_audience: Vec<String>,
+    /// Accepted `iss` values (empty: any).
+    #[serde(default)]
+    pub trusted_issuers: Vec<String>,
+    /// `hierarchic`, `exact`, `wildcard` or `none`.
+    pub scope_strategy: Option<String>,
+    /// Only responsible for tokens with this prefix.
+    pub prefix: Option<String>,
+    /// Where the token comes from.
+    pub token_from: Option<TokenFrom>,
+    /// Send `X-Forwarded-Host` with the original host.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// Headers set on the introspection request.
+    #[serde(default)]
+    pub introspection_request_headers: BTreeMap<String, String>,
+    /// Client-credentials token for the introspection call.
+    pub pre_authorization: Option<Value>,
+    /// Retry settings (accepted).
+    pub retry: Option<Value>,
+    /// Result cache: `{enabled, ttl, max_cost}`.
+    pub cache: Option<Value>,
+}
+
 /// `header` mutator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +310,9 @@ pub fn check_config(kind: HandlerKind, name: &str, config: &Value) -> Result<(),
         (K::Authenticator, "jwt") => {
             shape::<JwtConfig>(config)?;
         }
+        (K::Authenticator, "oauth2_introspection") => {
+            shape::<IntrospectionConfig>(config)?;
+        }
         (K::Mutator, "header") => {
             templates(shape::<HeaderMutatorConfig>(config)?.headers.values())?
         }
@@ -320,6 +358,13 @@ pub fn check_merged_config(kind: HandlerKind, name: &str, config: &Value) -> Res
         }
         (K::Authenticator, "jwt") if shape::<JwtConfig>(config)?.jwks_urls.is_empty() => {
             return missing("jwks_urls");
+        }
+        (K::Authenticator, "oauth2_introspection")
+            if shape::<IntrospectionConfig>(config)?
+                .introspection_url
+                .is_none() =>
+        {
+            return missing("introspection_url");
         }
         (K::Mutator, "id_token") => {
             let c = shape::<IdTokenConfig>(config)?;
@@ -414,9 +459,15 @@ mod tests {
             (K::Authorizer, "allow", json!({"x": 1}), false),
             (
                 K::Authenticator,
-                "oauth2_introspection",
+                "oauth2_client_credentials",
                 json!({"anything": 1}),
                 true,
+            ),
+            (
+                K::Authenticator,
+                "oauth2_introspection",
+                json!({"anything": 1}),
+                false,
             ),
             (K::ErrorHandler, "json", json!("nope"), false),
         ];

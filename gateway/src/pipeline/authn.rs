@@ -56,6 +56,7 @@ pub fn build(
             deps.client.clone(),
         )?),
         "jwt" => Arc::new(super::jwt::Jwt::new(config, deps)?),
+        "oauth2_introspection" => Arc::new(super::introspection::Introspection::new(config, deps)?),
         other => {
             return Err(format!(
                 "authenticator {other:?} is not supported by this gateway yet"

@@ -11,6 +11,7 @@ pub mod authz;
 pub mod error;
 pub mod error_handlers;
 pub mod id_token;
+pub mod introspection;
 pub mod jwt;
 pub mod mutate;
 pub mod remote_authz;
