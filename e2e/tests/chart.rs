@@ -57,6 +57,15 @@ fn container_problems(object: &str, pod: &Value, c: &Value) -> Vec<String> {
     if !drops_all {
         problems.push(format!("{who}: capabilities.drop lacks ALL"));
     }
+    // Pod Security "restricted" also wants a seccomp profile on the container or the pod.
+    let seccomp = sc["seccompProfile"]["type"]
+        .as_str()
+        .or(pod["securityContext"]["seccompProfile"]["type"].as_str());
+    if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+        problems.push(format!(
+            "{who}: no RuntimeDefault/Localhost seccomp profile"
+        ));
+    }
     if sc["capabilities"]["add"]
         .as_array()
         .is_some_and(|a| !a.is_empty())
