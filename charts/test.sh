@@ -123,8 +123,9 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
 log "$(helm version --short) at $(command -v helm)"
-for values in "$chart"/ci/*.yaml; do
-  name="$(basename "$values" .yaml)"
+# The ci/ scenarios plus the values the kind suite installs with.
+for values in "$chart"/ci/*.yaml "$repo/e2e/kind/values.yaml"; do
+  name="$(basename "$(dirname "$values")")-$(basename "$values" .yaml)"
   checked=$((checked + 1))
   if ! helm lint --strict "$chart" -f "$values" >"$out/$name.lint" 2>&1; then
     cat "$out/$name.lint" >&2
