@@ -182,6 +182,21 @@ pub struct IntrospectionConfig {
     pub cache: Option<Value>,
 }
 
+/// `oauth2_client_credentials` authenticator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsConfig {
+    /// OAuth2 token endpoint (required after merge).
+    pub token_url: Option<String>,
+    /// Scopes requested with the grant.
+    #[serde(default)]
+    pub required_scope: Vec<String>,
+    /// Retry settings (accepted).
+    pub retry: Option<Value>,
+    /// Token cache: `{enabled, ttl, max_tokens}`.
+    pub cache: Option<Value>,
+}
+
 /// `header` mutator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -313,6 +328,9 @@ pub fn check_config(kind: HandlerKind, name: &str, config: &Value) -> Result<(),
         (K::Authenticator, "oauth2_introspection") => {
             shape::<IntrospectionConfig>(config)?;
         }
+        (K::Authenticator, "oauth2_client_credentials") => {
+            shape::<ClientCredentialsConfig>(config)?;
+        }
         (K::Mutator, "header") => {
             templates(shape::<HeaderMutatorConfig>(config)?.headers.values())?
         }
@@ -365,6 +383,13 @@ pub fn check_merged_config(kind: HandlerKind, name: &str, config: &Value) -> Res
                 .is_none() =>
         {
             return missing("introspection_url");
+        }
+        (K::Authenticator, "oauth2_client_credentials")
+            if shape::<ClientCredentialsConfig>(config)?
+                .token_url
+                .is_none() =>
+        {
+            return missing("token_url");
         }
         (K::Mutator, "id_token") => {
             let c = shape::<IdTokenConfig>(config)?;
@@ -460,7 +485,7 @@ mod tests {
             (
                 K::Authenticator,
                 "oauth2_client_credentials",
-                json!({"anything": 1}),
+                json!({"token_url": "http://idp/token", "cache": {"enabled": true}}),
                 true,
             ),
             (

@@ -56,6 +56,9 @@ pub fn build(
             deps.client.clone(),
         )?),
         "jwt" => Arc::new(super::jwt::Jwt::new(config, deps)?),
+        "oauth2_client_credentials" => Arc::new(super::client_credentials::ClientCredentials::new(
+            config, deps,
+        )?),
         "oauth2_introspection" => Arc::new(super::introspection::Introspection::new(config, deps)?),
         other => {
             return Err(format!(

@@ -27,6 +27,11 @@ impl PipelineError {
         }
     }
 
+    /// Any status (e.g. a token endpoint's 503 passed on).
+    pub fn with_status(status: u16, reason: impl Into<String>) -> Self {
+        Self::new(status, reason)
+    }
+
     /// 401.
     pub fn unauthorized(reason: impl Into<String>) -> Self {
         Self::new(401, reason)

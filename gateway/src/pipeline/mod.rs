@@ -8,6 +8,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod client_credentials;
 pub mod error;
 pub mod error_handlers;
 pub mod id_token;
