@@ -11,6 +11,7 @@ pub mod authz;
 pub mod client_credentials;
 pub mod error;
 pub mod error_handlers;
+pub mod hydrator;
 pub mod id_token;
 pub mod introspection;
 pub mod jwt;

@@ -36,6 +36,7 @@ pub fn build(name: &str, config: &Value, deps: &super::Deps) -> Result<Arc<dyn M
     Ok(match name {
         "noop" => Arc::new(Noop),
         "id_token" => Arc::new(super::id_token::IdToken::new(config, deps)?),
+        "hydrator" => Arc::new(super::hydrator::Hydrator::new(config, deps)?),
         "cookie" => {
             let c: CookieMutatorConfig =
                 serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
