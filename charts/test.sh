@@ -89,8 +89,6 @@ install_kubernetes_validate() {
 terraform_fmt_check() {
   local dir="$1"
   if command -v terraform >/dev/null 2>&1; then
-    # A TF_CLI_CONFIG_FILE naming a missing file only produces a warning banner here.
-    if [ -n "${TF_CLI_CONFIG_FILE:-}" ] && [ ! -e "$TF_CLI_CONFIG_FILE" ]; then unset TF_CLI_CONFIG_FILE; fi
     terraform fmt -check -recursive -diff "$dir"
     return
   fi
@@ -150,6 +148,68 @@ for values in "$chart"/ci/*.yaml "$repo/e2e/kind/values.yaml"; do
   done
 done
 
+# The values the Terraform module hands to helm_release (terraform/values.tf), evaluated offline
+# with `terraform console` for each terraform/tests/values/*.tfvars, must pass the chart's lint,
+# schema and the Kubernetes validation too. values.tf only reads variables, so no provider is needed.
+terraform_values_check() {
+  if ! command -v terraform >/dev/null 2>&1; then
+    log "skipping the Terraform values check: no terraform binary (it needs \`terraform console\`)"
+    return
+  fi
+  local scenario name work
+  for scenario in "$repo"/terraform/tests/values/*.tfvars; do
+    name="terraform-$(basename "$scenario" .tfvars)"
+    checked=$((checked + 1))
+    work="$out/$name"
+    mkdir -p "$work"
+    cp "$repo/terraform/variables.tf" "$repo/terraform/values.tf" "$work/"
+    if ! (cd "$work" && echo 'jsonencode(local.values_documents)' \
+      | terraform console -var-file="$scenario" >"$work/console.out" 2>"$work/console.err"); then
+      cat "$work/console.err" >&2
+      failures+=("terraform console ($name)")
+      continue
+    fi
+    # console prints the JSON string quoted; each element is one values document for helm.
+    if ! "$venv/bin/python" - "$work" >"$work/files" <<'EOF'
+import json, sys
+work = sys.argv[1]
+docs = json.loads(json.loads(open(work + "/console.out").read().strip()))
+assert docs, "no values documents"
+for i, doc in enumerate(docs):
+    path = f"{work}/values-{i}.yaml"
+    open(path, "w").write(doc)
+    print(path)
+EOF
+    then
+      cat "$work/console.out" >&2
+      failures+=("terraform values ($name)")
+      continue
+    fi
+    local files=()
+    mapfile -t files <"$work/files"
+    local args=()
+    for f in "${files[@]}"; do args+=(-f "$f"); done
+    if ! helm lint --strict "$chart" "${args[@]}" >"$work/lint" 2>&1; then
+      cat "$work/lint" >&2
+      failures+=("helm lint ($name)")
+      continue
+    fi
+    if ! helm template portcullis "$chart" --namespace portcullis "${args[@]}" >"$work/rendered.yaml" 2>"$work/err" \
+      || ! kubernetes-validate --strict -k 1.33.0 "$work/rendered.yaml" >"$work/kv" 2>&1; then
+      cat "$work/err" >&2
+      grep -v '^INFO' "$work/kv" >&2 || true
+      failures+=("helm template + kubernetes-validate ($name)")
+      continue
+    fi
+    log "ok: $name ($(grep -c '^kind:' "$work/rendered.yaml") objects)"
+  done
+}
+
+# A TF_CLI_CONFIG_FILE naming a missing file only produces a warning banner.
+if [ -n "${TF_CLI_CONFIG_FILE:-}" ] && [ ! -e "$TF_CLI_CONFIG_FILE" ]; then unset TF_CLI_CONFIG_FILE; fi
+ensure_venv
+terraform_values_check
+
 if ! terraform_fmt_check "$repo/terraform"; then
   failures+=("terraform fmt -check -recursive terraform/")
 fi
@@ -167,5 +227,5 @@ if [ "${#failures[@]}" -gt 0 ]; then
   printf 'charts/test.sh: FAILED %d check(s): %s\n' "${#failures[@]}" "$(IFS=';'; echo "${failures[*]}")"
   exit 1
 fi
-printf 'charts/test.sh: OK (%d values files linted, rendered and validated for Kubernetes %s; terraform fmt clean; module README complete)\n' \
+printf 'charts/test.sh: OK (%d values sets (chart ci/, kind, Terraform module) linted, rendered and validated for Kubernetes %s; terraform fmt clean; module README complete)\n' \
   "$checked" "$kube_versions"

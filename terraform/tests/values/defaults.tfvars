@@ -1,0 +1,1 @@
+# Module defaults: bundled PostgreSQL, every Secret generated.

@@ -1,0 +1,2 @@
+# Evaluation without any database server.
+database = { mode = "sqlite" }
