@@ -14,7 +14,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
-use crate::pipeline::error::ErrorResponse;
+use crate::pipeline::error::{ErrorResponse, PipelineError};
 use crate::pipeline::session::RequestInfo;
 use crate::pipeline::{Pipeline, Refusal};
 use crate::upstream::Target;
@@ -91,6 +91,55 @@ fn request_info(session: &Session, trust_forwarded: bool) -> RequestInfo {
     }
 }
 
+/// Largest body the proxy buffers for the `remote` authorizer (Pingora's retry buffer, which
+/// replays it to the upstream afterwards).
+const MAX_AUTHZ_BODY: usize = 64 * 1024;
+
+/// Reads the whole request body into Pingora's retry buffer so that it can be shown to the
+/// `remote` authorizer and still be sent upstream. Larger or unknown-length bodies are refused
+/// (413) rather than authorized without their content.
+async fn read_small_body(session: &mut Session) -> std::result::Result<Bytes, PipelineError> {
+    let too_large =
+        || PipelineError::with_status(413, "request body too large for the remote authorizer");
+    let length = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match length {
+        Some(n) if n <= MAX_AUTHZ_BODY => {}
+        None if !session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING) =>
+        {
+            return Ok(Bytes::new());
+        }
+        _ => return Err(too_large()),
+    }
+    session.enable_retry_buffering();
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_AUTHZ_BODY {
+                    return Err(too_large());
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Err(PipelineError::with_status(
+                    400,
+                    "request body could not be read",
+                ));
+            }
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
 async fn respond(session: &mut Session, response: &ErrorResponse) -> Result<()> {
     let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 1))?;
     for (name, value) in &response.headers {
@@ -125,7 +174,27 @@ impl ProxyHttp for GatewayProxy {
         } else {
             "http"
         };
-        let decided = self.pipeline.decide(&req).await;
+        let mut req = req;
+        let decided = match self.pipeline.match_request(&req) {
+            Ok(matched) => {
+                if matched.needs_body() {
+                    match read_small_body(session).await {
+                        Ok(body) => {
+                            req.body = Some(body);
+                            self.pipeline.run(matched, &req).await
+                        }
+                        Err(error) => Err(Refusal {
+                            rule: Some(Arc::clone(matched.rule())),
+                            rule_errors: None,
+                            error,
+                        }),
+                    }
+                } else {
+                    self.pipeline.run(matched, &req).await
+                }
+            }
+            Err(refusal) => Err(refusal),
+        };
         ctx.decided_in = started.elapsed();
         let refusal = match decided {
             Ok(decision) => {

@@ -131,3 +131,40 @@ async fn remote_forwards_the_request_body_and_unreachable_is_500() {
         .await;
     assert_eq!(status(response), 500);
 }
+
+async fn echo_body(body: Bytes) -> Bytes {
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_sees_the_body_in_proxy_mode_and_upstream_still_gets_it() {
+    let whoami = start_whoami().await;
+    let policy = start_policy().await;
+    let upstream = spawn_app(axum::Router::new().fallback(echo_body)).await;
+    let rules = format!(
+        "- id: upload-proxy\n  match: {{url: 'http://{{proxy}}/upload', methods: [POST]}}\n  upstream: {{url: '{upstream}'}}\n  authenticators: [{{handler: anonymous}}]\n  authorizer: {{handler: remote}}\n  mutators: [{{handler: noop}}]\n"
+    );
+    let gw = Gateway::start(&config(&whoami, &policy), &rules).await;
+    let post = |body: Vec<u8>| {
+        client()
+            .post(format!("{}/upload", gw.proxy))
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+    };
+    let ok = post(b"let me in".to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap_or_default(), "let me in");
+    let denied = post(b"nope".to_vec())
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(denied, 403);
+    let huge = post(vec![b'x'; 100 * 1024])
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(huge, 413);
+}

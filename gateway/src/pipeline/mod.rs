@@ -58,6 +58,28 @@ pub struct PreparedRule {
     authorizer: Arc<dyn Authorizer>,
     mutators: Vec<Arc<dyn Mutator>>,
     errors: Arc<[ErrorHandlerEntry]>,
+    needs_body: bool,
+}
+
+/// The rule a request matched, before its handlers ran.
+pub struct Matched {
+    snapshot: Arc<Snapshot>,
+    found: portcullis_rules::Match,
+}
+
+impl Matched {
+    /// Whether the rule's handlers read the request body (the `remote` authorizer).
+    pub fn needs_body(&self) -> bool {
+        self.snapshot
+            .prepared
+            .get(self.found.index)
+            .is_some_and(|p| p.needs_body)
+    }
+
+    /// The matched rule.
+    pub fn rule(&self) -> &Arc<Rule> {
+        &self.found.rule
+    }
 }
 
 /// An immutable compiled rule set with its prepared handlers.
@@ -330,6 +352,7 @@ impl Pipeline {
             errors.push(ErrorHandlerEntry::build(&h.handler, &config).map_err(|m| err(field, m))?);
         }
         Ok(PreparedRule {
+            needs_body: rule.authorizer.handler == "remote",
             authenticators,
             authorizer,
             mutators,
@@ -339,6 +362,12 @@ impl Pipeline {
 
     /// Runs the pipeline for `req` against the current snapshot.
     pub async fn decide(&self, req: &RequestInfo) -> Result<Decision, Refusal> {
+        let matched = self.match_request(req)?;
+        self.run(matched, req).await
+    }
+
+    /// Finds the one rule for `req` (first half of [`Pipeline::decide`]).
+    pub fn match_request(&self, req: &RequestInfo) -> Result<Matched, Refusal> {
         let snapshot = self.snapshot.load_full();
         let url = req.match_url();
         let found = snapshot.rules.find(&req.method, &url).map_err(|e| {
@@ -356,6 +385,12 @@ impl Pipeline {
                 error,
             }
         })?;
+        Ok(Matched { snapshot, found })
+    }
+
+    /// Runs the matched rule's handlers (second half of [`Pipeline::decide`]).
+    pub async fn run(&self, matched: Matched, req: &RequestInfo) -> Result<Decision, Refusal> {
+        let Matched { snapshot, found } = matched;
         let rule = found.rule;
         let Some(prepared) = snapshot.prepared.get(found.index) else {
             return Err(Refusal {

@@ -1,7 +1,7 @@
 //! `remote` and `remote_json` authorizers: ask an HTTP endpoint whether to allow the request.
 //!
-//! `remote` posts the original request body (available from `/decisions`; the proxy sends an
-//! empty body for now) with its `Content-Type`; `remote_json` posts the rendered `payload`
+//! `remote` posts the original request body (the proxy buffers bodies up to 64 KiB for it and
+//! replays them upstream; larger ones are a 413) with its `Content-Type`; `remote_json` posts the rendered `payload`
 //! template as JSON. `Authorization` is forwarded, `headers` are templated (empty values are
 //! skipped). 200 allows, 403 denies, anything else (or no answer) is a 500. Unlike Oathkeeper,
 //! calls have a timeout and are not retried into multi-second latencies.
