@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo_upstream;
+pub mod env_overrides;
 pub mod jose;
 pub mod jwks;
 pub mod metrics;
