@@ -245,16 +245,19 @@ impl ProxyHttp for GatewayProxy {
             .target
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no upstream selected"))?;
-        let addr = tokio::net::lookup_host(target.authority.as_str())
-            .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| {
-                Error::explain(
-                    ErrorType::HTTPStatus(502),
-                    "upstream host cannot be resolved",
-                )
-            })?;
+        let resolved = match target.addr {
+            Some(addr) => Some(addr),
+            None => tokio::net::lookup_host(target.authority.as_str())
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next()),
+        };
+        let addr = resolved.ok_or_else(|| {
+            Error::explain(
+                ErrorType::HTTPStatus(502),
+                "upstream host cannot be resolved",
+            )
+        })?;
         let mut peer = HttpPeer::new(addr, target.tls, target.sni.clone());
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));

@@ -8,11 +8,49 @@ use crate::pipeline::Decision;
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::session::RequestInfo;
 
+/// A rule's upstream URL, parsed once when the rule set is built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamBase {
+    authority: String,
+    addr: Option<std::net::SocketAddr>,
+    tls: bool,
+    sni: String,
+    base_path: String,
+}
+
+impl UpstreamBase {
+    /// Parses an absolute `http(s)://` upstream URL.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
+        let host = url.host_str().ok_or("upstream url has no host")?;
+        let port = url
+            .port_or_known_default()
+            .ok_or("upstream url has no port")?;
+        let authority = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Self {
+            addr: authority.parse().ok(),
+            authority,
+            tls: url.scheme() == "https",
+            sni: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            base_path: url.path().to_owned(),
+        })
+    }
+}
+
 /// The upstream request of a granted request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// `host:port` to connect to (and the `Host` header unless `preserve_host`).
     pub authority: String,
+    /// The address when the upstream host is an IP literal (no resolution needed).
+    pub addr: Option<std::net::SocketAddr>,
     /// Connect with TLS.
     pub tls: bool,
     /// TLS server name.
@@ -29,25 +67,12 @@ impl Target {
     /// Computes the upstream request for a decision.
     pub fn for_decision(decision: &Decision, req: &RequestInfo) -> Result<Self, PipelineError> {
         let upstream = &decision.rule.upstream;
-        if upstream.url.is_empty() {
+        let Some(base) = decision.upstream.as_deref() else {
             return Err(PipelineError::internal(
                 "the matched rule has no upstream URL",
             ));
-        }
-        let url = url::Url::parse(&upstream.url)
-            .map_err(|e| PipelineError::internal(format!("upstream url: {e}")))?;
-        let host = url
-            .host_str()
-            .ok_or_else(|| PipelineError::internal("upstream url has no host"))?;
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| PipelineError::internal("upstream url has no port"))?;
-        let authority = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
         };
-        let mut path = join_path(url.path(), &req.path);
+        let mut path = join_path(&base.base_path, &req.path);
         if let Some(strip) = upstream.strip_path.as_deref() {
             path = strip_path(&path, strip);
         }
@@ -57,12 +82,10 @@ impl Target {
             None => path,
         };
         Ok(Self {
-            authority,
-            tls: url.scheme() == "https",
-            sni: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            authority: base.authority.clone(),
+            addr: base.addr,
+            tls: base.tls,
+            sni: base.sni.clone(),
             path_and_query,
             preserve_host: upstream.preserve_host,
             headers: decision.session.header.clone(),
@@ -120,5 +143,22 @@ mod tests {
         assert_eq!(strip_path("/api", "/api/"), "/");
         assert_eq!(strip_path("/a/b", ""), "/a/b");
         assert_eq!(encode_path("/a b/é"), "/a%20b/%C3%A9");
+    }
+
+    #[test]
+    fn upstream_urls_are_parsed_once() -> Result<(), String> {
+        let ip = UpstreamBase::parse("http://127.0.0.1:4460/base")?;
+        assert_eq!(ip.authority, "127.0.0.1:4460");
+        assert!(ip.addr.is_some());
+        assert_eq!(ip.base_path, "/base");
+        let named = UpstreamBase::parse("https://api.example")?;
+        assert_eq!(
+            (named.authority.as_str(), named.tls, named.addr),
+            ("api.example:443", true, None)
+        );
+        let v6 = UpstreamBase::parse("http://[::1]:8080")?;
+        assert_eq!(v6.authority, "[::1]:8080");
+        assert_eq!(v6.sni, "::1");
+        Ok(())
     }
 }

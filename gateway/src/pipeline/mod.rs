@@ -59,6 +59,7 @@ pub struct PreparedRule {
     mutators: Vec<Arc<dyn Mutator>>,
     errors: Arc<[ErrorHandlerEntry]>,
     needs_body: bool,
+    upstream: Option<Arc<crate::upstream::UpstreamBase>>,
 }
 
 /// The rule a request matched, before its handlers ran.
@@ -100,6 +101,8 @@ pub struct Decision {
     pub echo_request_headers: bool,
     /// The rule's error handlers (for failures after the decision, e.g. no upstream).
     pub rule_errors: Arc<[ErrorHandlerEntry]>,
+    /// The rule's parsed upstream (`None` for decision-only rules).
+    pub upstream: Option<Arc<crate::upstream::UpstreamBase>>,
 }
 
 /// A request the pipeline refused, with the rule if one matched.
@@ -351,7 +354,16 @@ impl Pipeline {
             let config = self.merged(HandlerKind::ErrorHandler, id, &field, h)?;
             errors.push(ErrorHandlerEntry::build(&h.handler, &config).map_err(|m| err(field, m))?);
         }
+        let upstream = if rule.upstream.url.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                crate::upstream::UpstreamBase::parse(&rule.upstream.url)
+                    .map_err(|m| err("upstream.url".into(), m))?,
+            ))
+        };
         Ok(PreparedRule {
+            upstream,
             needs_body: rule.authorizer.handler == "remote",
             authenticators,
             authorizer,
@@ -443,6 +455,7 @@ impl Pipeline {
             session,
             echo_request_headers,
             rule_errors: Arc::clone(&prepared.errors),
+            upstream: prepared.upstream.clone(),
         })
     }
 
