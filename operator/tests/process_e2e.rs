@@ -211,9 +211,13 @@ async fn operator_process_serves_validates_and_survives() -> Result<()> {
     let before = gateway.served_version();
     drop(operator);
     let mut connection = gateway.connection();
-    let disconnected = tokio::time::timeout(PATIENCE, connection.wait_for(|up| !*up)).await;
+    // Drop the borrow at once: holding a watch `Ref` would block the subscriber's writes.
+    let disconnected = tokio::time::timeout(PATIENCE, async {
+        connection.wait_for(|up| !*up).await.map(|_| ())
+    })
+    .await;
     assert!(
-        matches!(disconnected, Ok(Ok(_))),
+        matches!(disconnected, Ok(Ok(()))),
         "subscriber never noticed the operator exit"
     );
     assert_eq!(gateway.served_version(), before);

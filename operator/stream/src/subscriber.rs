@@ -161,6 +161,9 @@ impl Subscriber {
     }
 
     /// A channel that changes whenever a new snapshot comes into force.
+    ///
+    /// Do not hold a borrow of it (`borrow()`, or the `Ref` that `wait_for` returns) across an
+    /// `.await`: while it is held the subscriber cannot install the next snapshot.
     pub fn watch(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
         self.current.clone()
     }
@@ -170,7 +173,8 @@ impl Subscriber {
         *self.connected.borrow()
     }
 
-    /// A channel that changes whenever the stream connection opens or closes.
+    /// A channel that changes whenever the stream connection opens or closes. The same rule
+    /// as for [`Subscriber::watch`] applies: never hold its borrow across an `.await`.
     pub fn connection(&self) -> watch::Receiver<bool> {
         self.connected.clone()
     }

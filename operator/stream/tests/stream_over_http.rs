@@ -165,9 +165,13 @@ async fn subscriber_reconnects_after_server_restart() -> Result<()> {
     server.abort();
     let _ = server.await;
     let mut connection = subscriber.connection();
-    let down = tokio::time::timeout(PATIENCE, connection.wait_for(|up| !*up)).await;
+    // Drop the borrow at once: holding a watch `Ref` would block the subscriber's writes.
+    let down = tokio::time::timeout(PATIENCE, async {
+        connection.wait_for(|up| !*up).await.map(|_| ())
+    })
+    .await;
     assert!(
-        matches!(down, Ok(Ok(_))),
+        matches!(down, Ok(Ok(()))),
         "subscriber never saw the stream close"
     );
     assert_eq!(
