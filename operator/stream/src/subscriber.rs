@@ -219,9 +219,17 @@ async fn follow<F>(
         if received {
             backoff = config.min_backoff;
         }
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(jittered(backoff)).await;
         backoff = (backoff * 2).min(config.max_backoff);
     }
+}
+
+/// Between half and all of `backoff`, so that many gateways losing the same operator replica
+/// do not reconnect in lockstep.
+fn jittered(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    let spread = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+    half + Duration::from_millis(rand::random_range(0..=spread))
 }
 
 async fn connect_and_read<F>(
@@ -371,6 +379,17 @@ fn store_cache(path: &Path, snapshot: &Snapshot) -> Result<(), SubscribeError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn jitter_stays_within_half_and_full_backoff() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_millis(400));
+            assert!(
+                d >= Duration::from_millis(200) && d <= Duration::from_millis(400),
+                "{d:?}"
+            );
+        }
+    }
 
     #[test]
     fn cache_round_trips_and_rejects_tampering() -> Result<(), SubscribeError> {
