@@ -86,7 +86,8 @@ impl Context {
                 EventType::Normal
             },
             reason: reason.to_owned(),
-            note: Some(note.chars().take(1000).collect()),
+            // The Events API caps a note at 1 kB; 250 characters fit in any encoding.
+            note: Some(note.chars().take(250).collect()),
             action: "Validate".to_owned(),
             secondary: None,
         };

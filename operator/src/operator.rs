@@ -194,7 +194,7 @@ pub async fn run(
                 .graceful_shutdown_on(wait_true(stop_rx.clone()))
                 .run(
                     rule_controller::reconcile,
-                    rule_controller::error_policy::<Rule>,
+                    rule_controller::error_policy,
                     ctx.clone(),
                 )
                 .for_each(move |result| {
@@ -210,7 +210,7 @@ pub async fn run(
                 .graceful_shutdown_on(wait_true(stop_rx.clone()))
                 .run(
                     rule_controller::reconcile_oathkeeper,
-                    rule_controller::error_policy::<DynamicObject>,
+                    rule_controller::error_policy_oathkeeper,
                     ctx.clone(),
                 )
                 .for_each(move |result| {
@@ -226,7 +226,7 @@ pub async fn run(
                 .graceful_shutdown_on(wait_true(stop_rx.clone()))
                 .run(
                     schema_controller::reconcile,
-                    rule_controller::error_policy::<IdentitySchema>,
+                    schema_controller::error_policy,
                     ctx.clone(),
                 )
                 .for_each(move |result| {

@@ -189,13 +189,24 @@ pub async fn reconcile_oathkeeper(
     Ok(Action::requeue(RESYNC))
 }
 
-/// Retry policy for failed reconciles.
-pub fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
-where
-    K: Resource,
-{
-    tracing::warn!(name = ?obj.meta().name, namespace = ?obj.meta().namespace, error = %error, "reconcile failed");
-    ctx.metrics.failed("rule");
+/// Retry policy for failed reconciles of `Rule`s.
+pub fn error_policy(obj: Arc<Rule>, error: &Error, ctx: Arc<Context>) -> Action {
+    retry_later(obj.as_ref(), error, &ctx, "rule")
+}
+
+/// Retry policy for failed reconciles of `rules.oathkeeper.ory.sh` objects.
+pub fn error_policy_oathkeeper(
+    obj: Arc<DynamicObject>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    retry_later(obj.as_ref(), error, &ctx, "oathkeeper_rule")
+}
+
+/// Logs and counts a failed reconcile of `kind`; it is retried after a short delay.
+pub fn retry_later<K: Resource>(obj: &K, error: &Error, ctx: &Context, kind: &str) -> Action {
+    tracing::warn!(kind, name = ?obj.meta().name, namespace = ?obj.meta().namespace, error = %error, "reconcile failed");
+    ctx.metrics.failed(kind);
     Action::requeue(Duration::from_secs(5))
 }
 

@@ -130,6 +130,11 @@ pub async fn publish_schemas(ctx: &Context) -> Result<(SchemaEvaluation, u64), E
     Ok((evaluation, version))
 }
 
+/// Retry policy for failed reconciles of `IdentitySchema`s.
+pub fn error_policy(obj: Arc<IdentitySchema>, error: &Error, ctx: Arc<Context>) -> Action {
+    crate::rule_controller::retry_later(obj.as_ref(), error, &ctx, "identity_schema")
+}
+
 /// Reconciles one IdentitySchema.
 pub async fn reconcile(obj: Arc<IdentitySchema>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciled("identity_schema");
