@@ -54,9 +54,15 @@ fn bench(c: &mut Criterion) {
             let Ok(set) = RuleSet::compile(rules(n, strategy), strategy) else {
                 panic!("benchmark rules must compile");
             };
-            let last = n - 1 - (n - 1) % 3 + 1;
-            let hit = format!("http://shared.example.com/svc{last}/orders");
-            let scheme_group = format!("https://host{}.example.com/x", n - 1 - (n - 1) % 3 + 2);
+            let last_of = |kind: usize| (0..n).rev().find(|i| i % 3 == kind).unwrap_or(0);
+            let hit = format!("http://shared.example.com/svc{}/orders", last_of(1));
+            let scheme_group = format!("https://host{}.example.com/x", last_of(2));
+            for url in [&hit, &scheme_group] {
+                assert!(
+                    set.find("GET", url).is_ok(),
+                    "benchmark URL must match: {url}"
+                );
+            }
             let miss = "http://unknown.example.com/nothing".to_owned();
             group.bench_with_input(BenchmarkId::new("hit_path_rule", n), &hit, |b, url| {
                 b.iter(|| black_box(set.find("GET", url).is_ok()))
