@@ -34,6 +34,7 @@ RESULTS = ROOT / "bench" / "results"
 UPSTREAM_PORT = 18080
 PORTS = {"nginx": 18081, "haproxy": 18082, "pingora-floor": 18083, "portcullis": 18084}
 PORTCULLIS_API_PORT = 18085
+PORTCULLIS_METRICS_PORT = 18086
 PROXY_CPU = "0"
 LOAD_CPU = "1"
 
@@ -200,6 +201,7 @@ log:
 serve:
   proxy: {{host: 127.0.0.1, port: {PORTS['portcullis']}}}
   api: {{host: 127.0.0.1, port: {PORTCULLIS_API_PORT}}}
+  prometheus: {{host: 127.0.0.1, port: {PORTCULLIS_METRICS_PORT}}}
 access_rules:
   repositories: [file://{d}/rules.yml]
   matching_strategy: regexp

@@ -236,6 +236,7 @@ impl Stack {
             identity_admin,
             gateway_proxy,
             gateway_api,
+            gateway_metrics,
             upstream,
         ] = free_ports();
         let schema = repo_root().join("identity/examples/local/identity.schema.json");
@@ -306,6 +307,7 @@ log:
 serve:
   proxy: {{ host: 127.0.0.1, port: {gateway_proxy} }}
   api: {{ host: 127.0.0.1, port: {gateway_api} }}
+  prometheus: {{ host: 127.0.0.1, port: {gateway_metrics} }}
 access_rules:
   matching_strategy: regexp
   repositories: ["file://{rules}"]
