@@ -4,6 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Pingora builds zlib-ng with cmake and links OpenSSL: fetch them on Debian/Ubuntu when missing.
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libssl-dev >/dev/null 2>&1; then need+=(libssl-dev); fi
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing build prerequisites: ${need[*]}"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "please install: ${need[*]} (cmake, pkg-config, OpenSSL headers and curl)" >&2
+    exit 1
+  fi
+fi
+
 echo "building portcullis-identity and portcullis-gateway (first build takes a few minutes)..."
 cargo build --quiet -p portcullis-identity -p portcullis-gateway --bins
 bin="${CARGO_TARGET_DIR:-target}/debug"
