@@ -230,7 +230,7 @@ def main():
         build()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    release = ROOT / "target" / "release"
+    release = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
 
     work = tempfile.mkdtemp(prefix="portcullis-bench-")
     write_configs(work)
