@@ -242,7 +242,8 @@ def main():
         System("pingora-floor", [str(release / "portcullis-bench-floor"), "-c", f"{work}/pingora.yml"], PORTS["pingora-floor"], work,
                env={"FLOOR_LISTEN": f"127.0.0.1:{PORTS['pingora-floor']}", "FLOOR_UPSTREAM": f"127.0.0.1:{UPSTREAM_PORT}"}),
         System("portcullis", [str(release / "portcullis-gateway"), "serve", "-c", f"{work}/oathkeeper.yml"], PORTS["portcullis"], work,
-               env={"PORTCULLIS_THREADS": "1", "LOG_LEVEL": "warn"}),
+               # Pingora threads follow available_parallelism, which honours the taskset pinning: 1.
+               env={"LOG_LEVEL": "warn"}),
         System("nginx", [nginx, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"], PORTS["nginx"], work),
         System("haproxy", [haproxy, "-f", f"{work}/haproxy.cfg"], PORTS["haproxy"], work),
     ]
