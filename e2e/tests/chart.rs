@@ -670,3 +670,34 @@ fn rendered_configs_load_in_the_real_gateway_and_identity_without_warnings() -> 
     }
     Ok(())
 }
+
+#[test]
+fn generated_signing_keys_load_in_the_real_gateway() -> Result<()> {
+    let Some(helm) = helm()? else { return Ok(()) };
+    // Helm's genPrivateKey: "ecdsa" writes SEC1 `EC PRIVATE KEY` (P-256), "rsa" PKCS#1.
+    for (values, alg) in [
+        ("ci/default.yaml", "ES256"),
+        ("ci/bundled-postgres.yaml", "RS256"),
+    ] {
+        let docs = render(&helm, &chart_dir().join(values), &[])?;
+        let pem = docs
+            .iter()
+            .filter(|d| kind(d) == "Secret")
+            .find_map(|d| d["data"]["signing-key.pem"].as_str())
+            .with_context(|| format!("{values}: no generated signing-key.pem"))?;
+        let pem = base64::engine::general_purpose::STANDARD.decode(pem)?;
+        let set = portcullis_gateway::jwks::parse_key_set(&pem)
+            .map_err(|e| anyhow::anyhow!("{values}: gateway rejects the signing key: {e}"))?;
+        let key = set.keys.first().context("no key")?;
+        let signer = portcullis_gateway::jose::Signer::from_jwk(key)?;
+        ensure!(
+            signer.alg() == alg,
+            "{values}: {} instead of {alg}",
+            signer.alg()
+        );
+        let token = signer.sign(&serde_json::json!({"sub": "u"}))?;
+        let public = key.public().context("no public key")?;
+        portcullis_gateway::jose::decode(&token)?.verify(&public)?;
+    }
+    Ok(())
+}

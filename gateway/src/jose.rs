@@ -74,6 +74,27 @@ pub struct Jwk {
     /// RSA q^-1 mod p.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qi: Option<String>,
+    /// The private key as DER when it was loaded from a PEM file ([`crate::pem_key`]); never
+    /// serialized, redacted in `Debug`.
+    #[serde(skip)]
+    pub(crate) private_der: Option<PrivateDer>,
+}
+
+/// A private key in a DER form `ring` loads directly.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum PrivateDer {
+    /// PKCS#8 EC key (also SEC1 keys, wrapped into PKCS#8).
+    EcPkcs8(Vec<u8>),
+    /// PKCS#8 RSA key.
+    RsaPkcs8(Vec<u8>),
+    /// PKCS#1 `RSAPrivateKey`.
+    RsaPkcs1(Vec<u8>),
+}
+
+impl std::fmt::Debug for PrivateDer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateDer(<redacted>)")
+    }
 }
 
 /// A JWK set.
@@ -87,7 +108,7 @@ pub struct JwkSet {
 impl Jwk {
     /// Whether this is a private key.
     pub fn is_private(&self) -> bool {
-        self.d.is_some()
+        self.d.is_some() || self.private_der.is_some()
     }
 
     /// The public part (private parameters removed); `None` for symmetric keys.
@@ -102,6 +123,7 @@ impl Jwk {
             dp: None,
             dq: None,
             qi: None,
+            private_der: None,
             ..self.clone()
         })
     }
@@ -272,6 +294,9 @@ impl Signer {
     /// EC P-256 default ES256).
     pub fn from_jwk(key: &Jwk) -> Result<Self, JoseError> {
         let rng = ring::rand::SystemRandom::new();
+        if let Some(der) = &key.private_der {
+            return Self::from_der(key, der, &rng);
+        }
         match key.kty.as_str() {
             "RSA" => {
                 let alg = key.alg.clone().unwrap_or_else(|| "RS256".to_owned());
@@ -325,6 +350,40 @@ impl Signer {
             }
             other => Err(JoseError::Key(format!("unsupported key type {other:?}"))),
         }
+    }
+
+    /// A signer for a key loaded from PEM: `ring` reads the DER itself.
+    fn from_der(
+        key: &Jwk,
+        der: &PrivateDer,
+        rng: &ring::rand::SystemRandom,
+    ) -> Result<Self, JoseError> {
+        let rejected = |e: ring::error::KeyRejected| JoseError::Key(e.to_string());
+        let (alg, key_pair) = match der {
+            PrivateDer::EcPkcs8(der) => {
+                let (alg, params): (&str, &'static signature::EcdsaSigningAlgorithm) =
+                    match key.crv.as_deref() {
+                        Some("P-384") => ("ES384", &signature::ECDSA_P384_SHA384_FIXED_SIGNING),
+                        _ => ("ES256", &signature::ECDSA_P256_SHA256_FIXED_SIGNING),
+                    };
+                let pair =
+                    signature::EcdsaKeyPair::from_pkcs8(params, der, rng).map_err(rejected)?;
+                (alg, SignerKey::Ec(pair))
+            }
+            PrivateDer::RsaPkcs8(der) => (
+                "RS256",
+                SignerKey::Rsa(signature::RsaKeyPair::from_pkcs8(der).map_err(rejected)?),
+            ),
+            PrivateDer::RsaPkcs1(der) => (
+                "RS256",
+                SignerKey::Rsa(signature::RsaKeyPair::from_der(der).map_err(rejected)?),
+            ),
+        };
+        Ok(Self {
+            alg: key.alg.clone().unwrap_or_else(|| alg.to_owned()),
+            kid: key.kid.clone(),
+            key: key_pair,
+        })
     }
 
     /// The algorithm this signer uses.

@@ -1,6 +1,7 @@
 //! JWKS fetching and caching for the `jwt` authenticator (and the `id_token` signer).
 //!
-//! Key sets come from `file://` paths or `http(s)://` URLs. Each URL is cached for a TTL; an
+//! Key sets come from `file://` paths or `http(s)://` URLs; the content is a JWK set (JSON) or
+//! one PEM private key ([`crate::pem_key`], detected by content). Each URL is cached for a TTL; an
 //! unknown `kid` triggers one refresh (at most once per second per URL, so forged `kid`s
 //! cannot turn into a request flood). When a refresh fails the stale keys keep being used.
 
@@ -28,6 +29,33 @@ pub struct JwksError {
 struct Entry {
     keys: Arc<JwkSet>,
     fetched: Instant,
+}
+
+/// A key set from a file's or response's bytes: one PEM private key (a set of one) or a JWK set.
+pub fn parse_key_set(bytes: &[u8]) -> Result<JwkSet, String> {
+    if crate::pem_key::looks_like_pem(bytes) {
+        return crate::pem_key::private_key_from_pem(bytes).map(|key| JwkSet { keys: vec![key] });
+    }
+    // serde_json's messages name a position, never the input.
+    serde_json::from_slice(bytes)
+        .map_err(|e| format!("neither a PEM private key nor a JWK set: {e}"))
+}
+
+/// Checks that every local (`file://`) signing key source can be loaded; the error names the
+/// file. Used at start-up so a bad key mount fails fast instead of answering 500 per request.
+pub fn check_local_key_files(urls: &[String]) -> Result<(), JwksError> {
+    for url in urls {
+        let Some(path) = url.strip_prefix("file://") else {
+            continue;
+        };
+        let err = |message: String| JwksError {
+            url: url.clone(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        parse_key_set(&bytes).map_err(err)?;
+    }
+    Ok(())
 }
 
 /// The process-wide JWKS cache.
@@ -76,7 +104,7 @@ impl JwksCache {
                 "only file://, http:// and https:// are supported".to_owned()
             ));
         };
-        serde_json::from_slice(&bytes).map_err(|e| err(format!("not a JWK set: {e}")))
+        parse_key_set(&bytes).map_err(err)
     }
 
     /// The key set at `url`, from cache when younger than `ttl`.

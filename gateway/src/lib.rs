@@ -12,6 +12,7 @@ pub mod env_overrides;
 pub mod jose;
 pub mod jwks;
 pub mod metrics;
+pub mod pem_key;
 pub mod pipeline;
 pub mod proxy;
 pub mod repository;

@@ -38,6 +38,14 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
         anyhow::bail!("{}: {problem}", config_path.display());
     }
     let fingerprint = repository::load(&pipeline, &config.repositories)?;
+    // A bad signing key mount (unreadable, garbage or unsupported PEM) fails start-up.
+    if config
+        .handler(portcullis_rules::handlers::HandlerKind::Mutator, "id_token")
+        .enabled
+    {
+        crate::jwks::check_local_key_files(&pipeline.id_token_jwks_urls())
+            .map_err(|e| anyhow::anyhow!("mutators.id_token.config.jwks_url: {e}"))?;
+    }
     repository::watch(
         Arc::clone(&pipeline),
         config.repositories.clone(),

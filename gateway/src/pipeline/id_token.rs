@@ -1,5 +1,6 @@
 //! The `id_token` mutator: a signed JWT about the session for the upstream
-//! (`Authorization: Bearer <jwt>`), with keys from a JWKS file or URL.
+//! (`Authorization: Bearer <jwt>`), with the key from a JWKS or PEM file or URL
+//! ([`crate::pem_key`]).
 //!
 //! Claims are the rendered `claims` template, then `iss`, `sub`, `iat`, `nbf`, `exp`, `jti`
 //! (which the template cannot override). Signed tokens are cached and reused until 10 % of

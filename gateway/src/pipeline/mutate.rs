@@ -25,7 +25,7 @@ pub trait Mutator: Send + Sync {
         false
     }
 
-    /// The signing JWKS of an `id_token` mutator (published at `/.well-known/jwks.json`).
+    /// The signing key source (JWKS or PEM) of an `id_token` mutator (published at `/.well-known/jwks.json`).
     fn jwks_url(&self) -> Option<&str> {
         None
     }
