@@ -300,10 +300,13 @@ def main():
              f"{meta['machine']}; {meta['pinning']}; {meta['load']}.", "",
              "| system | req/s | × nginx | × floor | p50 ms | p99 ms | p99.9 ms | CPU µs/req | CPU × floor | peak RSS MiB |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    def f(v, spec):
+        return "–" if v is None else format(v, spec)
+
     for name, s in summary.items():
-        lines.append(f"| {name} | {s['rps']:.0f} | {s['rps_vs_nginx']:.2f} | {s['rps_vs_floor']:.2f} | {s['p50_ms']:.2f} | "
-                     f"{s['p99_ms']:.2f} | {s['p99.9_ms']:.2f} | {s['cpu_us_per_req']:.1f} | {s['cpu_vs_floor']:.2f} | "
-                     f"{s['peak_rss_kib'] / 1024:.1f} |")
+        lines.append(f"| {name} | {f(s['rps'], '.0f')} | {f(s['rps_vs_nginx'], '.2f')} | {f(s['rps_vs_floor'], '.2f')} | "
+                     f"{f(s['p50_ms'], '.2f')} | {f(s['p99_ms'], '.2f')} | {f(s['p99.9_ms'], '.2f')} | "
+                     f"{f(s['cpu_us_per_req'], '.1f')} | {f(s['cpu_vs_floor'], '.2f')} | {s['peak_rss_kib'] / 1024:.1f} |")
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

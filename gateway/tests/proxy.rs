@@ -215,20 +215,28 @@ async fn upstream_down_is_502() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status(), 502);
-    let metrics = client()
-        .get(format!("{}/metrics", gw.metrics))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
-    assert!(
-        metrics.contains(
-            "service=\"proxy\",rule=\"dead-upstream\",decision=\"allow\",status=\"502\"} 1"
-        ),
-        "{metrics}"
-    );
+    // The request is counted in Pingora's logging phase, which runs after the response has been
+    // sent: wait for the counter rather than reading it once.
+    let wanted = "service=\"proxy\",rule=\"dead-upstream\",decision=\"allow\",status=\"502\"} 1";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = client()
+            .get(format!("{}/metrics", gw.metrics))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        if metrics.contains(wanted) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 502 counted for dead-upstream:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
