@@ -107,6 +107,43 @@ async fn stream_snapshots_are_served_and_bad_ones_refused() {
     );
 }
 
+/// A fresh cluster has no Rules yet: the operator publishes an empty snapshot, and the gateway
+/// must still become ready (answering 404 to everything), or a rollout would never finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_snapshot_from_the_operator_makes_the_gateway_ready() {
+    let publisher = Publisher::new();
+    let token = StreamToken::new("stream-secret").unwrap_or_else(|| panic!("token"));
+    let operator = spawn_app(portcullis_stream::server::router(publisher.clone(), token)).await;
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache_path = cache
+        .path()
+        .join("rules.snapshot.json")
+        .display()
+        .to_string();
+    let stream_url = format!("{operator}/v1/streams/rules");
+    let gw = Gateway::start_with_env(
+        HANDLERS,
+        "[]",
+        &[
+            ("PORTCULLIS_STREAM_URL", stream_url.as_str()),
+            ("PORTCULLIS_STREAM_TOKEN", "stream-secret"),
+            ("PORTCULLIS_STREAM_CACHE", cache_path.as_str()),
+        ],
+    )
+    .await;
+    let ready = format!("{}/health/ready", gw.api);
+    // Before the operator has published anything there is nothing to serve: not ready.
+    assert_eq!(status(&ready).await, 503);
+    publisher
+        .publish(TOPIC_RULES, Vec::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("readiness after an empty snapshot", || async {
+        status(&ready).await == 200
+    })
+    .await;
+    assert_eq!(status(&format!("{}/anything", gw.proxy)).await, 404);
+}
+
 #[test]
 fn stream_url_without_token_fails_start_up() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -135,6 +135,8 @@ pub struct Pipeline {
     fallback: Vec<Result<ErrorHandlerEntry, String>>,
     sources: std::sync::Mutex<Sources>,
     loaded: std::sync::atomic::AtomicBool,
+    /// The operator's stream delivered a snapshot (possibly empty: a cluster with no Rules yet).
+    stream_received: std::sync::atomic::AtomicBool,
 }
 
 impl Pipeline {
@@ -172,6 +174,7 @@ impl Pipeline {
             },
             snapshot: ArcSwap::from_pointee(empty),
             loaded: std::sync::atomic::AtomicBool::new(false),
+            stream_received: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -241,6 +244,10 @@ impl Pipeline {
             Source::Stream => sources.stream = rules,
         }
         self.install(snapshot);
+        if source == Source::Stream {
+            self.stream_received
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         Ok(count)
     }
 
@@ -287,10 +294,16 @@ impl Pipeline {
         self.snapshot.load_full()
     }
 
-    /// Ready once a non-empty rule set is installed (as Oathkeeper's `rules_loaded` check).
+    /// Ready once a non-empty rule set is installed (as Oathkeeper's `rules_loaded` check), or
+    /// once the operator's stream has delivered its snapshot, even an empty one: in a fresh
+    /// cluster with no Rules yet the gateway must still become Ready (it answers 404 to
+    /// everything), or `helm install --wait` could never finish.
     pub fn is_ready(&self) -> bool {
         self.loaded.load(std::sync::atomic::Ordering::Acquire)
-            && !self.snapshot.load().rules.is_empty()
+            && (!self.snapshot.load().rules.is_empty()
+                || self
+                    .stream_received
+                    .load(std::sync::atomic::Ordering::Acquire))
     }
 
     fn merged(
