@@ -11,28 +11,41 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn api_register_and_login(stack: &Stack, email: &str) -> (String, String) {
+/// Creates an API flow of `kind` (`registration`, `login`), submits `body` to its action URL and
+/// returns the 200 answer's JSON.
+async fn api_flow(stack: &Stack, kind: &str, body: Value) -> Value {
     let http = reqwest::Client::new();
     let flow: Value = http
-        .get(stack.identity_url("/self-service/registration/api"))
+        .get(stack.identity_url(&format!("/self-service/{kind}/api")))
         .send()
         .await
-        .expect("create registration flow")
+        .unwrap_or_else(|e| panic!("create {kind} flow: {e}"))
         .json()
         .await
-        .expect("registration flow json");
+        .unwrap_or_else(|e| panic!("{kind} flow json: {e}"));
     let action = flow["ui"]["action"]
         .as_str()
         .expect("ui.action")
         .to_string();
     let resp = http
         .post(&action)
-        .json(&json!({"method": "password", "traits": {"email": email}, "password": PASSWORD}))
+        .json(&body)
         .send()
         .await
-        .expect("submit registration");
-    assert_eq!(resp.status(), 200, "registration");
-    let body: Value = resp.json().await.expect("registration json");
+        .unwrap_or_else(|e| panic!("submit {kind}: {e}"));
+    assert_eq!(resp.status(), 200, "{kind}");
+    resp.json()
+        .await
+        .unwrap_or_else(|e| panic!("{kind} answer json: {e}"))
+}
+
+async fn api_register_and_login(stack: &Stack, email: &str) -> (String, String) {
+    let body = api_flow(
+        stack,
+        "registration",
+        json!({"method": "password", "traits": {"email": email}, "password": PASSWORD}),
+    )
+    .await;
     let identity_id = body["identity"]["id"]
         .as_str()
         .expect("identity.id")
@@ -42,26 +55,12 @@ async fn api_register_and_login(stack: &Stack, email: &str) -> (String, String) 
         "session hook gives a token: {body}"
     );
 
-    let flow: Value = http
-        .get(stack.identity_url("/self-service/login/api"))
-        .send()
-        .await
-        .expect("create login flow")
-        .json()
-        .await
-        .expect("login flow json");
-    let action = flow["ui"]["action"]
-        .as_str()
-        .expect("ui.action")
-        .to_string();
-    let resp = http
-        .post(&action)
-        .json(&json!({"method": "password", "identifier": email, "password": PASSWORD}))
-        .send()
-        .await
-        .expect("submit login");
-    assert_eq!(resp.status(), 200, "login");
-    let body: Value = resp.json().await.expect("login json");
+    let body = api_flow(
+        stack,
+        "login",
+        json!({"method": "password", "identifier": email, "password": PASSWORD}),
+    )
+    .await;
     let token = body["session_token"]
         .as_str()
         .expect("session_token")
