@@ -144,11 +144,7 @@ pub async fn submit(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let flow_type = if record.flow_type == "browser" {
-        FlowType::Browser
-    } else {
-        FlowType::Api
-    };
+    let flow_type = FlowType::of(&record.flow_type);
     clear_messages(&mut record.ui);
     if body.get("method").and_then(Value::as_str) != Some("password") {
         add_message(&mut record.ui, None, Message::unknown_method());

@@ -82,6 +82,16 @@ pub enum FlowType {
 }
 
 impl FlowType {
+    /// The type stored in a flow record's `flow_type` column; anything but `browser` is an API
+    /// flow.
+    pub fn of(name: &str) -> FlowType {
+        if name == "browser" {
+            Self::Browser
+        } else {
+            Self::Api
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Api => "api",

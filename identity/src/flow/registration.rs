@@ -201,11 +201,7 @@ pub async fn submit(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let flow_type = if record.flow_type == "browser" {
-        FlowType::Browser
-    } else {
-        FlowType::Api
-    };
+    let flow_type = FlowType::of(&record.flow_type);
     match state.current_session(&headers).await {
         Ok(Some(_)) => return already_signed_in(&state, flow_type, &headers, record.return_to),
         Ok(None) => {}

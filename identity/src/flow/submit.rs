@@ -122,11 +122,7 @@ async fn expired(
     headers: &HeaderMap,
     now: i64,
 ) -> Response {
-    let flow_type = if old.flow_type == "browser" {
-        FlowType::Browser
-    } else {
-        FlowType::Api
-    };
+    let flow_type = FlowType::of(&old.flow_type);
     let minutes = (now - old.expires_at) as f64 / 60_000.0;
     let mut ui = old.ui.clone();
     clear_messages(&mut ui);
