@@ -116,6 +116,23 @@ pub struct SessionCheckConfig {
     pub token_from: Option<TokenFrom>,
     /// `bearer_token`: only responsible for tokens with this prefix.
     pub prefix: Option<String>,
+    /// Cache of successful checks (a Portcullis extension, off by default).
+    pub cache: Option<SessionCacheConfig>,
+}
+
+/// `cookie_session` / `bearer_token` `cache`: remember a 200 answer for the same credentials.
+/// A revoked session stays accepted until its entry expires, hence off by default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCacheConfig {
+    /// Turns the cache on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Longest lifetime of an entry (Go duration, default `10s`); never past the session's
+    /// `expires_at`.
+    pub ttl: Option<String>,
+    /// Most entries kept per rule (default 10 000).
+    pub max_entries: Option<usize>,
 }
 
 /// `jwt` authenticator.

@@ -50,11 +50,9 @@ pub fn build(
                 subject: c.subject.unwrap_or_else(|| "anonymous".to_owned()),
             })
         }
-        "cookie_session" | "bearer_token" => Arc::new(SessionCheck::new(
-            name == "bearer_token",
-            config,
-            deps.client.clone(),
-        )?),
+        "cookie_session" | "bearer_token" => {
+            Arc::new(SessionCheck::new(name == "bearer_token", config, deps)?)
+        }
         "jwt" => Arc::new(super::jwt::Jwt::new(config, deps)?),
         "oauth2_client_credentials" => Arc::new(super::client_credentials::ClientCredentials::new(
             config, deps,
