@@ -102,6 +102,14 @@ impl RuleEvaluator {
         }
     }
 
+    /// How many validation results are remembered (bounded by the last evaluated rule set).
+    pub fn remembered(&self) -> usize {
+        match self.memo.lock() {
+            Ok(memo) => memo.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+
     /// Evaluates the full set of rule objects.
     pub fn evaluate(&self, mut candidates: Vec<Candidate>) -> Evaluation {
         candidates

@@ -33,7 +33,8 @@ impl Leadership {
         *self.tx.borrow()
     }
 
-    fn set(&self, leader: bool) {
+    /// Records whether this replica holds the lease.
+    pub fn set(&self, leader: bool) {
         self.tx.send_if_modified(|current| {
             let changed = *current != leader;
             *current = leader;
@@ -139,6 +140,30 @@ pub async fn try_acquire(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool,
     spec.renew_time = Some(MicroTime(now));
     spec.lease_duration_seconds = Some(seconds);
     // `replace` carries the resourceVersion we read: a concurrent writer makes this a 409.
+    match api
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the lease up if this replica holds it (on shutdown), so that another replica takes
+/// over status writes at its next renewal instead of after the lease expires. `Ok(true)` when a
+/// held lease was released; a concurrent change (409) or another holder leaves it alone.
+pub async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(&config.name).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(Timestamp::now()));
     match api
         .replace(&config.name, &PostParams::default(), &lease)
         .await

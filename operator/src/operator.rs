@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Controller, Error as ControllerError};
@@ -22,6 +23,9 @@ use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::rule_controller::{self, OATHKEEPER_GROUP};
 use crate::schema_controller;
+
+/// How long a stopping operator tries to give its lease up.
+const LEASE_RELEASE_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Everything `run` needs (built from the CLI).
 #[derive(Debug)]
@@ -128,7 +132,7 @@ pub async fn run(
     };
     let lease_task = tokio::spawn(leader::run(
         client.clone(),
-        lease,
+        lease.clone(),
         leadership.clone(),
         metrics.clone(),
     ));
@@ -237,6 +241,17 @@ pub async fn run(
     }
     futures::future::join_all(runs).await;
     lease_task.abort();
+    if leadership.is_leader() {
+        leadership.set(false);
+        metrics.set_leader(false);
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
+        match tokio::time::timeout(LEASE_RELEASE_PATIENCE, leader::release(&leases, &lease)).await
+        {
+            Ok(Ok(released)) => tracing::info!(released, lease = %lease.name, "lease given up"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the lease; it expires on its own"),
+            Err(_) => tracing::warn!("releasing the lease timed out; it expires on its own"),
+        }
+    }
     let served = http.await;
     tracing::info!("operator stopped");
     match served {

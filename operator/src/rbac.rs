@@ -39,11 +39,12 @@ pub const PERMISSIONS: &[Permission] = &[
         resources: &["leases"],
         verbs: &["get", "create", "update"],
     },
-    // --oathkeeper-compat only.
+    // --oathkeeper-compat only: watch Maester's Rules, write their `status.validation`
+    // (Maester's CRD has no status subresource, so that is a patch of the object).
     Permission {
         group: "oathkeeper.ory.sh",
         resources: &["rules"],
-        verbs: &["get", "list", "watch"],
+        verbs: &["get", "list", "watch", "patch"],
     },
 ];
 

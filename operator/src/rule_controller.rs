@@ -174,8 +174,10 @@ pub async fn reconcile(obj: Arc<Rule>, ctx: Arc<Context>) -> Result<Action, Erro
     Ok(Action::requeue(RESYNC))
 }
 
-/// Reconciles one `rules.oathkeeper.ory.sh` object: served like a Portcullis Rule; Maester's
-/// CRD has no status subresource, so the verdict goes to the log and Events only.
+/// Reconciles one `rules.oathkeeper.ory.sh` object: served like a Portcullis Rule. Maester's CRD
+/// has no status subresource; its status is `status.validation {valid, validationError}` on the
+/// object itself, which the lease holder writes (a JSON merge patch of that field only, and only
+/// when it changes) so `kubectl get rules.oathkeeper.ory.sh -o yaml` shows what Maester showed.
 pub async fn reconcile_oathkeeper(
     obj: Arc<DynamicObject>,
     ctx: Arc<Context>,
@@ -183,10 +185,74 @@ pub async fn reconcile_oathkeeper(
     ctx.metrics.reconciled("oathkeeper_rule");
     let (evaluation, _) = publish_rules(&ctx).await?;
     let key = key_of(OATHKEEPER_GROUP, &obj.metadata)?;
-    if let Some(verdict) = evaluation.verdicts.get(&key).filter(|v| !v.accepted) {
+    let Some(verdict) = evaluation.verdicts.get(&key) else {
+        // Not in the cache yet, or a spec that does not even parse (logged by `from_oathkeeper`).
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    if !verdict.accepted {
         tracing::warn!(namespace = %key.namespace, name = %key.name, reason = verdict.reason.as_str(), message = %verdict.message, "oathkeeper.ory.sh Rule not served");
     }
+    if ctx.leadership.is_leader() {
+        write_oathkeeper_status(&ctx, &obj, &key, verdict).await?;
+    }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Maester's `status.validation` for `verdict`.
+pub fn oathkeeper_validation(verdict: &Verdict) -> serde_json::Value {
+    if verdict.accepted {
+        serde_json::json!({"valid": true})
+    } else {
+        serde_json::json!({"valid": false, "validationError": verdict.message})
+    }
+}
+
+async fn write_oathkeeper_status(
+    ctx: &Context,
+    obj: &DynamicObject,
+    key: &ObjectKey,
+    verdict: &Verdict,
+) -> Result<(), Error> {
+    let validation = oathkeeper_validation(verdict);
+    let current = obj.data.get("status").and_then(|s| s.get("validation"));
+    if current == Some(&validation) {
+        return Ok(());
+    }
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk(OATHKEEPER_GROUP, "v1alpha1", "Rule"),
+        "rules",
+    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &resource);
+    // Merge patch: `validationError: null` clears an old error once the rule is valid.
+    let mut patch_validation = validation;
+    if verdict.accepted {
+        patch_validation["validationError"] = serde_json::Value::Null;
+    }
+    let patch = serde_json::json!({"status": {"validation": patch_validation}});
+    api.patch(
+        &key.name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    let flipped = current.and_then(|c| c.get("valid")).and_then(|v| v.as_bool())
+        != Some(verdict.accepted);
+    if flipped {
+        let reason = if verdict.accepted {
+            "Accepted"
+        } else {
+            "Rejected"
+        };
+        ctx.event(
+            &obj.object_ref(&resource),
+            !verdict.accepted,
+            reason,
+            &verdict.message,
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Retry policy for failed reconciles of `Rule`s.

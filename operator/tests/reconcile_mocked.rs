@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use portcullis_operator::leader::{LeaseConfig, try_acquire};
+use portcullis_operator::leader::{LeaseConfig, release, try_acquire};
 use portcullis_operator::rbac;
 use portcullis_operator::rule_controller::reconcile;
 use portcullis_stream::TOPIC_RULES;
@@ -239,6 +239,18 @@ async fn lease_is_created_renewed_and_respected() -> Result<()> {
             .map(str::to_owned)
     });
     assert_eq!(holder.as_deref(), Some("b"));
+
+    // A stopping holder gives the lease up; the other replica takes it at once, not after
+    // the lease would have expired. A non-holder's release changes nothing.
+    assert!(
+        !release(&leases, &config("a")).await?,
+        "a non-holder cannot release"
+    );
+    assert!(release(&leases, &config("b")).await?, "holder releases");
+    assert!(
+        try_acquire(&leases, &config("a")).await?,
+        "a released lease is taken over before it expires"
+    );
     assert_covered_by_rbac(&api);
     Ok(())
 }

@@ -76,8 +76,92 @@ async fn oathkeeper_rule_is_served_alongside_portcullis_rules() -> Result<()> {
         .filter_map(|i| i["id"].as_str())
         .collect();
     assert_eq!(ids, ["legacy.shop", "native.shop"]);
-    // Maester's CRD has no status subresource: nothing is written.
+    // Maester's CRD has no status subresource: nothing goes to a /status path.
     assert!(api.status_patches().is_empty());
+    Ok(())
+}
+
+/// A Maester Rule in the shop namespace, known to the fake API, and a leader context serving it.
+fn maester_rule(api: &FakeApi, url: &str) -> Result<(DynamicObject, Arc<portcullis_operator::Context>)> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("oathkeeper.ory.sh", "v1alpha1", "Rule"),
+        "rules",
+    );
+    let mut legacy = DynamicObject::new("legacy", &resource).within("shop");
+    legacy.data = json!({"spec": {
+        "match": {"url": url, "methods": ["GET"]},
+        "authenticators": [{"handler": "anonymous"}],
+        "authorizer": {"handler": "allow"},
+    }});
+    api.know_object(MAESTER_PATH, serde_json::to_value(&legacy)?);
+    let ctx = context(api, &[], true);
+    let mut inner = Arc::try_unwrap(ctx).map_err(|_| anyhow::anyhow!("context shared"))?;
+    inner.oathkeeper_rules = vec![synced_dynamic_store(
+        std::slice::from_ref(&legacy),
+        &resource,
+    )];
+    Ok((legacy, Arc::new(inner)))
+}
+
+const MAESTER_PATH: &str = "/apis/oathkeeper.ory.sh/v1alpha1/namespaces/shop/rules/legacy";
+
+#[tokio::test]
+async fn maester_rule_gets_maesters_validation_status() -> Result<()> {
+    let api = FakeApi::default();
+    let (legacy, ctx) = maester_rule(&api, "http://shop.example/legacy/<.*>")?;
+    portcullis_operator::rule_controller::reconcile_oathkeeper(Arc::new(legacy), ctx.clone())
+        .await?;
+    let stored = api.object(MAESTER_PATH).context("object")?;
+    assert_eq!(stored["status"]["validation"], json!({"valid": true}));
+    let patches: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path == MAESTER_PATH)
+        .collect();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].content_type, "application/merge-patch+json");
+    // Only the status field is patched, never the user's spec.
+    assert!(patches[0].body.get("spec").is_none(), "{}", patches[0].body);
+    for request in api.requests() {
+        let (group, resource, verb) = request.rbac();
+        assert!(
+            portcullis_operator::rbac::allows(&group, &resource, &verb),
+            "{verb} on {group}/{resource} is not in operator/rbac.yaml"
+        );
+    }
+
+    // Reconciling the object as the API now holds it writes nothing more.
+    let current: DynamicObject = serde_json::from_value(stored)?;
+    portcullis_operator::rule_controller::reconcile_oathkeeper(Arc::new(current), ctx.clone())
+        .await?;
+    let patch_count = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == MAESTER_PATH)
+        .count();
+    assert_eq!(patch_count, 1, "an unchanged verdict is not rewritten");
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_maester_rule_reports_the_error_like_maester() -> Result<()> {
+    let api = FakeApi::default();
+    let (legacy, ctx) = maester_rule(&api, "http://shop.example/<[unclosed>")?;
+    portcullis_operator::rule_controller::reconcile_oathkeeper(Arc::new(legacy), ctx.clone())
+        .await?;
+    let stored = api.object(MAESTER_PATH).context("object")?;
+    assert_eq!(stored["status"]["validation"]["valid"], false);
+    let error = stored["status"]["validation"]["validationError"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("spec.match.url"), "{error}");
+    assert!(
+        ctx.publisher
+            .current(TOPIC_RULES)
+            .is_none_or(|s| s.items.is_empty()),
+        "an invalid rule is never served"
+    );
+    assert_eq!(api.events().len(), 1, "a rejection is an Event too");
     Ok(())
 }
 

@@ -173,7 +173,32 @@ impl FakeApi {
                 None => (StatusCode::NOT_FOUND, not_found),
             };
         }
+        if r.method == "PATCH" && r.content_type.starts_with("application/merge-patch+json") {
+            let mut objects = match self.objects.lock() {
+                Ok(o) => o,
+                Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, Value::Null),
+            };
+            return match objects.get_mut(&r.path) {
+                Some(object) => {
+                    json_patch::merge(object, &r.body);
+                    (StatusCode::OK, object.clone())
+                }
+                None => (StatusCode::NOT_FOUND, not_found),
+            };
+        }
         (StatusCode::NOT_FOUND, not_found)
+    }
+
+    /// Makes any object known at its API `path` (so patches of it answer 200).
+    pub fn know_object(&self, path: &str, object: Value) {
+        if let Ok(mut objects) = self.objects.lock() {
+            objects.insert(path.to_owned(), object);
+        }
+    }
+
+    /// The object at `path` as the fake holds it now.
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.objects.lock().ok()?.get(path).cloned()
     }
 
     /// Makes `rule` known to the fake (so a status patch on it answers 200).
