@@ -27,6 +27,8 @@ pub enum ServeError {
     Schema(#[from] SchemaError),
     #[error(transparent)]
     Hasher(#[from] HashError),
+    #[error(transparent)]
+    Ui(#[from] crate::ui::TemplateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -122,6 +124,9 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
         .clone()
         .map(|s| crate::schema_stream::subscribe(s, file_schemas.clone(), registry.clone()));
     let hasher = Hasher::new(&config.hashers.argon2)?;
+    let ui = Arc::new(crate::ui::Templates::load(
+        config.ui_template_dir().as_deref(),
+    )?);
     let public = bind(&config.serve.public.host, config.serve.public.port).await?;
     let admin = bind(&config.serve.admin.host, config.serve.admin.port).await?;
     let public_addr = public.local_addr().map_err(|source| ServeError::Bind {
@@ -158,6 +163,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             config.selfservice.flows.login.throttle.to_config(),
         )),
         metrics: Arc::new(crate::metrics::Metrics::default()),
+        ui,
     };
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();

@@ -37,6 +37,8 @@ pub struct Config {
     pub session: SessionConfig,
     pub cookies: Cookies,
     pub log: LogConfig,
+    /// Portcullis' own settings, not Kratos keys.
+    pub portcullis: PortcullisConfig,
     /// The folder the config file lives in; relative `file://` URLs resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -386,6 +388,35 @@ pub struct Cookies {
     pub path: Option<String>,
     pub same_site: Option<String>,
     pub secure: Option<bool>,
+}
+
+/// `portcullis:` — settings Kratos does not have.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct PortcullisConfig {
+    pub ui: UiConfig,
+}
+
+/// `portcullis.ui`: the built-in UI.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct UiConfig {
+    /// A directory whose files replace the embedded templates of the same name
+    /// (`layout.html`, `macros.html`, `flow.html`, `welcome.html`, `error.html`); relative
+    /// paths resolve against the config file's folder.
+    pub template_override_path: Option<String>,
+}
+
+impl Config {
+    /// `portcullis.ui.template_override_path` resolved against the config file's folder.
+    pub fn ui_template_dir(&self) -> Option<PathBuf> {
+        let raw = self.portcullis.ui.template_override_path.as_deref()?;
+        let raw = raw.strip_prefix("file://").unwrap_or(raw);
+        if raw.is_empty() {
+            return None;
+        }
+        Some(self.base_dir.join(raw))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

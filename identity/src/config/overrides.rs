@@ -103,6 +103,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("log.level", Str),
     ("log.format", Str),
     ("log.leak_sensitive_values", Bool),
+    ("portcullis.ui.template_override_path", Str),
 ];
 
 /// Keys read as whole subtrees (lists of objects) rather than scalars.
