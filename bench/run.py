@@ -1,21 +1,34 @@
 #!/usr/bin/env python3
-"""Side-by-side load runs on loopback: Portcullis gateway vs a bare Pingora proxy, nginx and HAProxy.
+"""Side-by-side load runs on loopback: the Portcullis gateway and identity against their peers.
 
-Every system proxies the same upstream (an nginx that answers a small static body) and is driven by
-the same load generator (wrk) with the same connections and duration. Runs alternate between the
-systems, round by round, so slow drift of the machine hits all of them alike. For each run the
-proxy's CPU seconds (utime+stime of all its processes, from /proc) and peak RSS are read, which
-gives CPU microseconds per request: the robust figure on a small shared machine.
+Scenarios (issue #8; select with --scenarios 1,2,...; default all):
+  1 pass-through: gateway (noop -> allow -> noop) vs a bare Pingora proxy, nginx and HAProxy
+  2 JWT RS256: gateway `jwt` (JWKS file) with and without its verified-token cache vs HAProxy jwt_verify
+  3 cookie_session against portcullis-identity on PostgreSQL, with and without the session cache
+  4 id_token mutator (ES256 and RS256, cached and signed per request) vs pass-through
+  5 /decisions behind nginx auth_request (keep-alive and new connection) vs a trivial auth endpoint
+  6 10 / 1 000 / 10 000 rules end to end
+  7 identity: identity/examples/bench.rs on PostgreSQL and SQLite
+  8 operator propagation: measured by the operator's process e2e (needs an API server), pointer only
+  9 memory: gateway RSS idle and under load with 10 000 rules (from 6), identity RSS under load (from 3)
 
-This machine has 2 cores shared by the load generator, the upstream and the proxy: the proxy is
-pinned to CPU 0 and runs one worker thread; wrk and the upstream share CPU 1. Compare ratios
-measured in the same run, not absolute numbers.
+Every system is driven by the same load generator (wrk) with the same connections and duration,
+and the variants of a scenario alternate round by round, so slow drift of the machine hits all of
+them alike. For each run the CPU seconds (utime+stime, from /proc) and peak RSS of the measured
+processes (the proxy; for scenario 5 the front nginx plus the auth endpoint) are read, which gives
+CPU microseconds per request: the robust figure on a small shared machine.
 
-Usage: python3 bench/run.py [--quick] [--duration S] [--rounds N] [--connections C]
+This machine has 2 cores shared by the load generator, the backends and the proxy: the proxy is
+pinned to CPU 0 (one worker thread); wrk, the upstream nginx and identity share CPU 1. Compare
+ratios measured in the same run, not absolute numbers. /proc/loadavg is recorded before each
+scenario: other work on the machine shows there.
+
+Usage: python3 bench/run.py [--quick] [--scenarios 1,2,3] [--duration S] [--rounds N]
 Writes bench/results/latest.json and bench/results/latest.md.
 """
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -27,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +50,24 @@ UPSTREAM_PORT = 18080
 PORTS = {"nginx": 18081, "haproxy": 18082, "pingora-floor": 18083, "portcullis": 18084}
 PORTCULLIS_API_PORT = 18085
 PORTCULLIS_METRICS_PORT = 18086
+IDENTITY_PUBLIC_PORT = 18087
+IDENTITY_ADMIN_PORT = 18088
+AUTH_FRONT_PORT = 18089
+TRIVIAL_AUTH_PORT = 18090
 PROXY_CPU = "0"
 LOAD_CPU = "1"
+JWT_ISSUER = "https://issuer.bench.example/"
+# More distinct tokens than the gateway's verified-token cache holds (10 000), sent round-robin:
+# every request misses the cache and pays for the signature.
+JWT_ROTATING_TOKENS = 12_000
 
 
 def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
+
+
+def loadavg():
+    return Path("/proc/loadavg").read_text().split(" ")[:3]
 
 
 def ensure_packages():
@@ -52,12 +79,15 @@ def ensure_packages():
         sh(["apt-get", "install", "-y", "-qq", *missing], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
-def build():
-    print("building release binaries (portcullis-gateway, pingora-floor)", flush=True)
-    sh(["cargo", "build", "--release", "--quiet", "-p", "portcullis-gateway", "-p", "portcullis-bench-floor"], cwd=ROOT)
+def build(identity):
+    pkgs = ["-p", "portcullis-gateway", "-p", "portcullis-bench-floor"]
+    if identity:
+        pkgs += ["-p", "portcullis-identity"]
+    print(f"building release binaries ({' '.join(pkgs[1::2])})", flush=True)
+    sh(["cargo", "build", "--release", "--quiet", *pkgs, "--bins"], cwd=ROOT)
 
 
-def wait_port(port, proc, name, timeout=30):
+def wait_port(port, proc, name, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -68,6 +98,21 @@ def wait_port(port, proc, name, timeout=30):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{name} did not listen on {port}")
+
+
+def wait_http(url, proc, name, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} not ready at {url}")
 
 
 def descendants(pid):
@@ -102,11 +147,12 @@ def cpu_seconds(pids):
     return total / tick
 
 
-def peak_rss_kib(pids):
+def rss_kib(pids, field):
+    """Sum of a /proc/<pid>/status memory field (VmHWM: peak, VmRSS: now)."""
     total = 0
     for pid in pids:
         try:
-            m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+            m = re.search(rf"{field}:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
             total += int(m.group(1)) if m else 0
         except OSError:
             pass
@@ -120,27 +166,35 @@ def parse_wrk(text):
         return v * {"us": 1e-3, "ms": 1.0, "s": 1e3}[u]
 
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
-    for pct in ("50", "99", "99.9"):
+    m = re.search(r"^p99.9_us (\d+)", text, re.M)
+    res["p99.9_ms"] = int(m.group(1)) / 1000 if m else None
+    for pct in ("50", "99"):
         m = re.search(rf"^\s+{re.escape(pct)}(?:\.000)?%\s+(\S+)", text, re.M)
         res[f"p{pct}_ms"] = dur(m.group(1)) if m else None
     m = re.search(r"(\d+) requests in", text)
     res["requests"] = int(m.group(1)) if m else 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     res["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: .*", text)
+    res["socket_errors"] = m.group(0) if m else None
     return res
 
 
-class System:
-    def __init__(self, name, cmd, port, workdir, env=None):
-        self.name, self.cmd, self.port, self.env = name, cmd, port, env
-        self.proc = None
-        self.workdir = workdir
+class Proc:
+    """One process of a system under test, pinned to a CPU, in its own process group."""
 
-    def start(self):
-        log = open(Path(self.workdir) / f"{self.name}.log", "w")
-        self.proc = subprocess.Popen(["taskset", "-c", PROXY_CPU, *self.cmd], stdout=log, stderr=log,
+    def __init__(self, name, cmd, port=None, cpu=PROXY_CPU, env=None, ready_url=None):
+        self.name, self.cmd, self.port, self.cpu, self.env, self.ready_url = name, cmd, port, cpu, env, ready_url
+        self.proc = None
+
+    def start(self, workdir):
+        log = open(Path(workdir) / f"{self.name}.log", "a")
+        self.proc = subprocess.Popen(["taskset", "-c", self.cpu, *self.cmd], stdout=log, stderr=log,
                                      env={**os.environ, **(self.env or {})}, start_new_session=True)
-        wait_port(self.port, self.proc, self.name)
+        if self.ready_url:
+            wait_http(self.ready_url, self.proc, self.name)
+        elif self.port:
+            wait_port(self.port, self.proc, self.name)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -149,25 +203,218 @@ class System:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
 
 
-def write_configs(d):
-    d = Path(d)
-    (d / "upstream.conf").write_text(f"""
-worker_processes 1; daemon off; pid {d}/upstream.pid; error_log {d}/upstream-error.log;
+class Variant:
+    """One system in a scenario: the processes it starts (all measured), the URL wrk loads, and
+    optional wrk arguments (headers, a Lua script)."""
+
+    def __init__(self, name, procs, url, wrk_args=None, note=""):
+        wrk_args = [] if wrk_args is None else wrk_args
+        # wrk_args is kept by reference: scenario 3 fills in its cookie once identity is up.
+        self.name, self.procs, self.url, self.wrk_args, self.note = name, procs, url, wrk_args, note
+
+
+class Scenario:
+    def __init__(self, key, title, variants, refs, note="", background=(), aux=None):
+        self.key, self.title, self.variants, self.refs, self.note = key, title, variants, refs, note
+        self.background = list(background)  # started once for the scenario, not measured
+        self.aux = aux  # name of a background Proc whose CPU/RSS is reported too (identity)
+
+
+DONE_LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("p99.9_us %d\\n", latency:percentile(99.9)))
+end
+"""
+
+
+def with_done(work, args):
+    """wrk arguments whose Lua script (or a new one) also prints the 99.9th percentile, which
+    `--latency` leaves out."""
+    args = list(args)
+    if "-s" in args:
+        i = args.index("-s") + 1
+        src = Path(args[i])
+        combined = Path(work) / f"{src.stem}-done.lua"
+        combined.write_text(src.read_text() + DONE_LUA)
+        args[i] = str(combined)
+    else:
+        done = Path(work) / "done.lua"
+        done.write_text(DONE_LUA)
+        args += ["-s", str(done)]
+    return args
+
+
+def run_scenario(sc, work, duration, rounds, connections):
+    print(f"\n== scenario {sc.key}: {sc.title}", flush=True)
+    load_before = loadavg()
+    for p in sc.background:
+        p.start(work)
+    runs = {v.name: [] for v in sc.variants}
+    try:
+        for r in range(rounds):
+            for v in sc.variants:
+                for p in v.procs:
+                    p.start(work)
+                try:
+                    pids = set()
+                    for p in v.procs:
+                        pids |= descendants(p.proc.pid)
+                    idle_rss = rss_kib(pids, "VmRSS")
+                    sh(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c4", "-d1s", *v.wrk_args, v.url],
+                       stdout=subprocess.DEVNULL)  # warm-up
+                    aux = next((p for p in sc.background if p.name == sc.aux), None)
+                    aux_pids = descendants(aux.proc.pid) if aux else set()
+                    cpu0, aux0 = cpu_seconds(pids), cpu_seconds(aux_pids)
+                    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+                                          "--latency", *with_done(work, v.wrk_args), v.url], check=True, capture_output=True, text=True).stdout
+                    cpu, aux_cpu = cpu_seconds(pids) - cpu0, cpu_seconds(aux_pids) - aux0
+                    res = parse_wrk(out)
+                    res["cpu_s"] = cpu
+                    res["cpu_us_per_req"] = cpu / res["requests"] * 1e6 if res["requests"] else None
+                    res["peak_rss_kib"] = rss_kib(pids, "VmHWM")
+                    res["idle_rss_kib"] = idle_rss
+                    if aux:
+                        res["aux_cpu_us_per_req"] = aux_cpu / res["requests"] * 1e6 if res["requests"] else None
+                        res["aux_peak_rss_kib"] = rss_kib(aux_pids, "VmHWM")
+                    runs[v.name].append(res)
+                    flag = f"  non-2xx {res['non_2xx']}" if res["non_2xx"] else ""
+                    print(f"round {r + 1}/{rounds} {v.name:44s} {res['rps']:9.0f} req/s  p99 {res['p99_ms'] or 0:7.2f} ms  "
+                          f"{res['cpu_us_per_req'] or 0:7.1f} µs CPU/req{flag}", flush=True)
+                finally:
+                    for p in reversed(v.procs):
+                        p.stop()
+    finally:
+        for p in reversed(sc.background):
+            p.stop()
+
+    def median(xs):
+        xs = sorted(x for x in xs if isinstance(x, (int, float)))
+        return xs[len(xs) // 2] if xs else None
+
+    summary = {}
+    for name, rs in runs.items():
+        summary[name] = {k: median([r.get(k) for r in rs]) for k in rs[0]}
+    for name, s in summary.items():
+        for ref in sc.refs:
+            base = summary[ref]
+            s[f"rps_vs:{ref}"] = s["rps"] / base["rps"] if base["rps"] else None
+            s[f"cpu_vs:{ref}"] = (s["cpu_us_per_req"] / base["cpu_us_per_req"]
+                                  if s["cpu_us_per_req"] and base["cpu_us_per_req"] else None)
+    return {"title": sc.title, "note": sc.note, "loadavg_before": load_before, "refs": sc.refs,
+            "notes": {v.name: v.note for v in sc.variants}, "summary": summary, "runs": runs}
+
+
+def fmt(v, spec):
+    return "–" if v is None else format(v, spec)
+
+
+def table(key, res):
+    s = res["summary"]
+    refs = res["refs"]
+    head = ["system", "req/s", *[f"× {r}" for r in refs], "p50 ms", "p99 ms", "p99.9 ms", "CPU µs/req",
+            *[f"CPU × {r}" for r in refs], "peak RSS MiB", "non-2xx"]
+    has_aux = any("aux_cpu_us_per_req" in v for v in s.values())
+    if has_aux:
+        head += ["identity CPU µs/req", "identity peak RSS MiB"]
+    lines = [f"### Scenario {key}: {res['title']}", "",
+             f"loadavg before: {' '.join(res['loadavg_before'])}", "",
+             "| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for name, v in s.items():
+        row = [name, fmt(v["rps"], ".0f"), *[fmt(v.get(f"rps_vs:{r}"), ".2f") for r in refs],
+               fmt(v["p50_ms"], ".2f"), fmt(v["p99_ms"], ".2f"), fmt(v["p99.9_ms"], ".2f"),
+               fmt(v["cpu_us_per_req"], ".1f"), *[fmt(v.get(f"cpu_vs:{r}"), ".2f") for r in refs],
+               fmt(v["peak_rss_kib"] / 1024 if v["peak_rss_kib"] else None, ".1f"), str(int(v["non_2xx"] or 0))]
+        if has_aux:
+            row += [fmt(v.get("aux_cpu_us_per_req"), ".1f"),
+                    fmt(v["aux_peak_rss_kib"] / 1024 if v.get("aux_peak_rss_kib") else None, ".1f")]
+        lines.append("| " + " | ".join(row) + " |")
+    notes = [f"- {n}: {t}" for n, t in res["notes"].items() if t]
+    if res["note"] or notes:
+        lines += ["", *([res["note"]] if res["note"] else []), *notes]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration files
+
+
+def nginx_conf(d, name, port, body):
+    (d / f"{name}.conf").write_text(f"""
+worker_processes 1; daemon off; pid {d}/{name}.pid; error_log {d}/{name}-error.log;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{UPSTREAM_PORT}; location / {{ return 200 "hello from upstream\\n"; }} }} }}
+{body}
+}}
 """)
-    (d / "nginx.conf").write_text(f"""
-worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{ access_log off; keepalive_requests 1000000;
-  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; }}
-  server {{ listen 127.0.0.1:{PORTS['nginx']};
-    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+    return d / f"{name}.conf"
+
+
+def gateway_config(d, name, rules_file, handlers):
+    path = d / f"{name}.oathkeeper.yml"
+    path.write_text(f"""
+log:
+  level: warn
+serve:
+  proxy: {{host: 127.0.0.1, port: {PORTS['portcullis']}}}
+  api: {{host: 127.0.0.1, port: {PORTCULLIS_API_PORT}}}
+  prometheus: {{host: 127.0.0.1, port: {PORTCULLIS_METRICS_PORT}}}
+access_rules:
+  repositories: [file://{rules_file}]
+  matching_strategy: regexp
+{handlers}
 """)
-    (d / "haproxy.cfg").write_text(f"""
+    return path
+
+
+PASS_HANDLERS = """
+authenticators:
+  noop: {enabled: true}
+authorizers:
+  allow: {enabled: true}
+mutators:
+  noop: {enabled: true}
+"""
+
+
+def rule(rid, path, authn="noop", mutators="[{handler: noop}]", upstream=True):
+    up = f"\n  upstream: {{url: 'http://127.0.0.1:{UPSTREAM_PORT}'}}" if upstream else ""
+    return f"""
+- id: {rid}
+  match: {{url: 'http://127.0.0.1:{PORTS['portcullis']}{path}', methods: [GET]}}{up}
+  authenticators: [{{handler: {authn}}}]
+  authorizer: {{handler: allow}}
+  mutators: {mutators}
+"""
+
+
+class Env:
+    """Paths and binaries shared by the scenarios."""
+
+    def __init__(self, work, release):
+        self.d = Path(work)
+        self.release = release
+        self.nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+    def gateway(self, name, config, env=None):
+        return Proc(name, [str(self.release / "portcullis-gateway"), "serve", "-c", str(config)],
+                    ready_url=f"http://127.0.0.1:{PORTCULLIS_API_PORT}/health/ready",
+                    env={"LOG_LEVEL": "warn", **(env or {})})
+
+    def nginx_proc(self, name, conf, port, cpu=PROXY_CPU):
+        return Proc(name, [self.nginx, "-c", str(conf), "-e", f"{self.d}/{name}-error.log"], port=port, cpu=cpu)
+
+    def haproxy_proc(self, name, cfg):
+        return Proc(name, [self.haproxy, "-f", str(cfg)], port=PORTS["haproxy"])
+
+
+def haproxy_cfg(d, name, frontend_extra=""):
+    path = d / f"{name}.cfg"
+    path.write_text(f"""
 global
   nbthread 1
   maxconn 4096
@@ -179,134 +426,475 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:{PORTS['haproxy']}
+{frontend_extra}
   default_backend be
 backend be
   server up 127.0.0.1:{UPSTREAM_PORT}
 """)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def scenario_passthrough(env):
+    d = env.d
     (d / "pingora.yml").write_text("---\nversion: 1\nthreads: 1\n")
-    (d / "rules.yml").write_text(f"""
-- id: passthrough
-  match:
-    url: http://127.0.0.1:{PORTS['portcullis']}/<.*>
-    methods: [GET]
-  upstream:
-    url: http://127.0.0.1:{UPSTREAM_PORT}
-  authenticators: [{{handler: noop}}]
-  authorizer: {{handler: allow}}
-  mutators: [{{handler: noop}}]
+    rules = d / "pass.rules.yml"
+    rules.write_text(rule("passthrough", "/<.*>"))
+    nginx = nginx_conf(d, "nginx-proxy", PORTS["nginx"], f"""
+  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; }}
+  server {{ listen 127.0.0.1:{PORTS['nginx']};
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+    variants = [
+        Variant("pingora-floor", [Proc("pingora-floor", [str(env.release / "portcullis-bench-floor"), "-c", f"{d}/pingora.yml"],
+                                       port=PORTS["pingora-floor"],
+                                       env={"FLOOR_LISTEN": f"127.0.0.1:{PORTS['pingora-floor']}",
+                                            "FLOOR_UPSTREAM": f"127.0.0.1:{UPSTREAM_PORT}"})],
+                f"http://127.0.0.1:{PORTS['pingora-floor']}/bench", note="bare Pingora 0.9 pass-through"),
+        Variant("portcullis", [env.gateway("portcullis", gateway_config(d, "pass", rules, PASS_HANDLERS))],
+                f"http://127.0.0.1:{PORTS['portcullis']}/bench", note="noop → allow → noop"),
+        Variant("nginx", [env.nginx_proc("nginx", nginx, PORTS["nginx"])], f"http://127.0.0.1:{PORTS['nginx']}/bench",
+                note="`proxy_pass`, keepalive upstream"),
+        Variant("haproxy", [env.haproxy_proc("haproxy", haproxy_cfg(d, "haproxy-pass"))],
+                f"http://127.0.0.1:{PORTS['haproxy']}/bench", note="`http-reuse always`"),
+    ]
+    return Scenario("1", "pass-through (GET, keep-alive, small body)", variants, ["pingora-floor", "nginx"])
+
+
+def jwt_material(d):
+    """An RSA-2048 key (PEM for HAProxy, JWKS for the gateway), one token, and many distinct tokens.
+
+    Kept under bench/results/jwt/ between runs (signing 12 000 tokens takes a while); the tokens
+    expire after 30 days and are regenerated then."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    cache = RESULTS / "jwt"
+    cache.mkdir(parents=True, exist_ok=True)
+    key_pem, tokens_file = cache / "rs256.key.pem", cache / "tokens.txt"
+    fresh = tokens_file.exists() and time.time() - tokens_file.stat().st_mtime < 20 * 86400
+    if not (key_pem.exists() and fresh):
+        print(f"signing {JWT_ROTATING_TOKENS} RS256 test tokens (kept in {cache})", flush=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+        header = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "bench-rs256"}).encode())
+        exp = int(time.time()) + 30 * 86400
+        with tokens_file.open("w") as f:
+            for i in range(JWT_ROTATING_TOKENS + 1):
+                claims = {"iss": JWT_ISSUER, "sub": f"user-{i}", "aud": ["bench"], "exp": exp,
+                          "iat": int(time.time()), "scope": "read"}
+                signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
+                sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+                f.write(f"{signing_input}.{b64(sig)}\n")
+    key = serialization.load_pem_private_key(key_pem.read_bytes(), password=None)
+    pub = key.public_key()
+    (d / "rs256.pub.pem").write_bytes(pub.public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    n = pub.public_numbers()
+
+    def b64int(v):
+        return base64.urlsafe_b64encode(v.to_bytes((v.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+
+    (d / "rs256.jwks.json").write_text(json.dumps({"keys": [
+        {"kty": "RSA", "kid": "bench-rs256", "use": "sig", "alg": "RS256", "n": b64int(n.n), "e": b64int(n.e)}]}))
+    tokens = tokens_file.read_text().split()
+    (d / "one-token.txt").write_text(tokens[0] + "\n")
+    (d / "rotating-tokens.txt").write_text("\n".join(tokens[1:]) + "\n")
+    return tokens[0]
+
+
+def lua_tokens(d, name, tokens_file):
+    path = d / f"{name}.lua"
+    path.write_text(f"""
+local tokens = {{}}
+for line in io.lines("{tokens_file}") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[i]
+  return wrk.format()
+end
 """)
-    (d / "oathkeeper.yml").write_text(f"""
-log:
-  level: warn
-serve:
-  proxy: {{host: 127.0.0.1, port: {PORTS['portcullis']}}}
-  api: {{host: 127.0.0.1, port: {PORTCULLIS_API_PORT}}}
-  prometheus: {{host: 127.0.0.1, port: {PORTCULLIS_METRICS_PORT}}}
-access_rules:
-  repositories: [file://{d}/rules.yml]
-  matching_strategy: regexp
+    return path
+
+
+def scenario_jwt(env):
+    d = env.d
+    token = jwt_material(d)
+    rotating = lua_tokens(d, "rotating", d / "rotating-tokens.txt")
+    rules = d / "jwt.rules.yml"
+    rules.write_text(rule("jwt", "/<.*>", authn="jwt"))
+    handlers = f"""
 authenticators:
+  jwt:
+    enabled: true
+    config:
+      jwks_urls: [file://{d}/rs256.jwks.json]
+      trusted_issuers: ['{JWT_ISSUER}']
+      allowed_algorithms: [RS256]
+authorizers:
+  allow: {{enabled: true}}
+mutators:
+  noop: {{enabled: true}}
+"""
+    cfg = gateway_config(d, "jwt", rules, handlers)
+    # HAProxy checks what the gateway checks: alg, issuer, expiry, signature.
+    hap = haproxy_cfg(d, "haproxy-jwt", f"""
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless {{ var(txn.jwt_alg) -m str RS256 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str {JWT_ISSUER} }}
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify(txn.jwt_alg,"{d}/rs256.pub.pem") -m int 1 }}""")
+    one = ["-H", f"Authorization: Bearer {token}"]
+    gw_url = f"http://127.0.0.1:{PORTS['portcullis']}/bench"
+    hap_url = f"http://127.0.0.1:{PORTS['haproxy']}/bench"
+    variants = [
+        Variant("haproxy jwt_verify", [env.haproxy_proc("haproxy", hap)], hap_url, ["-s", str(rotating)],
+                note=f"{JWT_ROTATING_TOKENS} distinct tokens round-robin (HAProxy has no verified-token cache)"),
+        Variant("portcullis jwt, every token new", [env.gateway("portcullis", cfg)], gw_url, ["-s", str(rotating)],
+                note=f"the same {JWT_ROTATING_TOKENS} tokens: more than the 10 000-entry cache, so every request verifies"),
+        Variant("portcullis jwt, verified-token cache", [env.gateway("portcullis", cfg)], gw_url, one,
+                note="one token: verified once, then served from the cache until `exp`"),
+        Variant("haproxy jwt_verify, one token", [env.haproxy_proc("haproxy", hap)], hap_url, one),
+    ]
+    return Scenario("2", "JWT RS256 (2048-bit key), gateway `jwt` vs HAProxy 2.6 `jwt_verify`", variants,
+                    ["haproxy jwt_verify"])
+
+
+def register_user(public):
+    def call(url, data=None):
+        req = urllib.request.Request(url, data=json.dumps(data).encode() if data else None,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    flow = call(f"{public}/self-service/registration/api")
+    answer = call(flow["ui"]["action"], {"method": "password", "password": "correct horse battery staple",
+                                         "traits": {"email": f"{uuid.uuid4().hex}@bench.example"}})
+    return answer["session_token"]
+
+
+def identity_proc(env, dsn, name="identity"):
+    d = env.d
+    (d / "identity.schema.json").write_text((ROOT / "identity/examples/local/identity.schema.json").read_text())
+    cfg = d / "kratos.yml"
+    cfg.write_text(f"""
+version: v26.2.0
+serve:
+  public: {{base_url: http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/, host: 127.0.0.1, port: {IDENTITY_PUBLIC_PORT}}}
+  admin: {{base_url: http://127.0.0.1:{IDENTITY_ADMIN_PORT}/, host: 127.0.0.1, port: {IDENTITY_ADMIN_PORT}}}
+identity:
+  default_schema_id: default
+  schemas: [{{id: default, url: file://{d}/identity.schema.json}}]
+selfservice:
+  default_browser_return_url: http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/
+  methods: {{password: {{enabled: true}}}}
+  flows:
+    registration: {{after: {{password: {{hooks: [{{hook: session}}]}}}}}}
+session: {{lifespan: 24h}}
+log: {{level: warn}}
+""")
+    secrets = {"SECRETS_COOKIE": uuid.uuid4().hex + uuid.uuid4().hex, "SECRETS_CIPHER": uuid.uuid4().hex,
+               "SECRETS_DEFAULT": uuid.uuid4().hex + uuid.uuid4().hex}
+    return Proc(name, [str(env.release / "portcullis-identity"), "serve", "--dev", "-c", str(cfg)], cpu=LOAD_CPU,
+                env={"DSN": dsn, "LOG_LEVEL": "warn", **secrets},
+                ready_url=f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/health/ready")
+
+
+class PgDatabase:
+    def __init__(self):
+        self.name = f"portcullis_bench_{uuid.uuid4().hex[:12]}"
+        self.admin = os.environ.get("PORTCULLIS_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+    def __enter__(self):
+        sh(["psql", self.admin, "-qc", f'CREATE DATABASE "{self.name}"'], stdout=subprocess.DEVNULL)
+        return self.admin.rsplit("/", 1)[0] + "/" + self.name
+
+    def __exit__(self, *exc):
+        subprocess.run(["psql", self.admin, "-qc", f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class SessionScenario(Scenario):
+    """Scenario 3 needs identity up (to register a user) before the variants know their cookie."""
+
+    def __init__(self, env, dsn, ttl):
+        d = env.d
+        self.identity = identity_proc(env, dsn)
+        whoami = f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/sessions/whoami"
+
+        def handlers(cache):
+            return f"""
+authenticators:
+  noop: {{enabled: true}}
+  cookie_session:
+    enabled: true
+    config:
+      check_session_url: {whoami}
+      preserve_path: true
+      only: [ory_kratos_session]
+      subject_from: identity.id
+      extra_from: "@this"{cache}
+authorizers:
+  allow: {{enabled: true}}
+mutators:
+  noop: {{enabled: true}}
+"""
+        rules = d / "session.rules.yml"
+        rules.write_text(rule("pass", "/pass") + rule("session", "/bench", authn="cookie_session"))
+        plain = gateway_config(d, "session", rules, handlers(""))
+        cached = gateway_config(d, "session-cached", rules,
+                                handlers(f"\n      cache: {{enabled: true, ttl: {ttl}, max_entries: 10000}}"))
+        base = f"http://127.0.0.1:{PORTS['portcullis']}"
+        self.cookie_args = []
+        variants = [
+            Variant("portcullis pass-through", [env.gateway("portcullis", plain)], f"{base}/pass", self.cookie_args,
+                    note="same gateway and cookie, rule noop → allow → noop"),
+            Variant("cookie_session, no cache", [env.gateway("portcullis", plain)], f"{base}/bench", self.cookie_args,
+                    note="every request calls identity's /sessions/whoami (PostgreSQL); Oathkeeper's behaviour"),
+            Variant(f"cookie_session, session cache (ttl {ttl})", [env.gateway("portcullis", cached)], f"{base}/bench",
+                    self.cookie_args, note="one whoami per ttl for this cookie"),
+        ]
+        super().__init__("3", "`cookie_session` against portcullis-identity on PostgreSQL", variants,
+                         ["portcullis pass-through"], background=[self.identity], aux="identity")
+
+    def prepare(self):
+        token = register_user(f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}")
+        self.cookie_args += ["-H", f"Cookie: ory_kratos_session={token}"]
+
+
+def scenario_id_token(env):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    d = env.d
+    for name, key in (("es256", ec.generate_private_key(ec.SECP256R1())),
+                      ("rs256-sign", rsa.generate_private_key(public_exponent=65537, key_size=2048))):
+        (d / f"{name}.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+    def handlers(key):
+        return f"""
+authenticators:
+  anonymous: {{enabled: true}}
   noop: {{enabled: true}}
 authorizers:
   allow: {{enabled: true}}
 mutators:
   noop: {{enabled: true}}
+  id_token:
+    enabled: true
+    config: {{issuer_url: 'https://gateway.bench.example/', jwks_url: 'file://{d}/{key}.pem', ttl: 10m}}
+"""
+    claims = """{handler: id_token, config: {claims: '{"aud": ["upstream"], "path": "{{ print .MatchContext.URL.Path }}"}'}}"""
+    rules = d / "id_token.rules.yml"
+    rules.write_text(rule("pass", "/pass") + rule("token", "/bench/<.*>", authn="anonymous", mutators=f"[{claims}]"))
+    per_request = d / "distinct-paths.lua"
+    per_request.write_text("""
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/bench/" .. i)
+end
 """)
+    es, rs = gateway_config(d, "id-es", rules, handlers("es256")), gateway_config(d, "id-rs", rules, handlers("rs256-sign"))
+    base = f"http://127.0.0.1:{PORTS['portcullis']}"
+    variants = [
+        Variant("portcullis pass-through", [env.gateway("portcullis", es)], f"{base}/pass"),
+        Variant("id_token ES256, cached token", [env.gateway("portcullis", es)], f"{base}/bench/same",
+                note="same subject and claims: signed once, reused until 90 % of ttl"),
+        Variant("id_token ES256, signed per request", [env.gateway("portcullis", es)], f"{base}/bench/x",
+                ["-s", str(per_request)], note="a distinct path per request goes into a claim: every token is new"),
+        Variant("id_token RS256, signed per request", [env.gateway("portcullis", rs)], f"{base}/bench/x",
+                ["-s", str(per_request)], note="RSA-2048 PKCS#1 v1.5 signature per request"),
+    ]
+    return Scenario("4", "`id_token` mutator (anonymous → allow → id_token) vs pass-through", variants,
+                    ["portcullis pass-through"])
+
+
+def scenario_auth_request(env):
+    d = env.d
+    rules = d / "decisions.rules.yml"
+    rules.write_text(f"""
+- id: decide
+  match: {{url: 'http://app.bench.example/<.*>', methods: [GET]}}
+  authenticators: [{{handler: noop}}]
+  authorizer: {{handler: allow}}
+  mutators: [{{handler: noop}}]
+""")
+    gw = gateway_config(d, "decisions", rules, PASS_HANDLERS)
+
+    def front(name, auth_target, keepalive):
+        pool = f"keepalive 64;" if keepalive else ""
+        conn = 'proxy_http_version 1.1; proxy_set_header Connection "";' if keepalive else ""
+        trivial = (f'server {{ listen 127.0.0.1:{TRIVIAL_AUTH_PORT}; location / {{ return 200; }} }}'
+                   if auth_target == TRIVIAL_AUTH_PORT else "")
+        return nginx_conf(d, name, AUTH_FRONT_PORT, f"""
+  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; }}
+  upstream auth {{ server 127.0.0.1:{auth_target}; {pool} }}
+  {trivial}
+  server {{ listen 127.0.0.1:{AUTH_FRONT_PORT};
+    location = /_auth {{ internal;
+      proxy_pass http://auth/decisions$request_uri; {conn}
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Forwarded-Method $request_method; proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host app.bench.example; proxy_set_header X-Forwarded-Uri $request_uri; }}
+    location / {{ auth_request /_auth;
+      proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
+
+    url = f"http://127.0.0.1:{AUTH_FRONT_PORT}/bench"
+    variants = []
+    for keepalive, label in ((True, "keep-alive"), (False, "new connection")):
+        variants.append(Variant(f"nginx + return 200 auth, {label}",
+                                [env.nginx_proc(f"front-trivial-{label[:3]}", front(f"front-trivial-{label[:3]}", TRIVIAL_AUTH_PORT, keepalive), AUTH_FRONT_PORT)],
+                                url, note="auth endpoint: a `return 200` server in the same nginx" if keepalive else ""))
+        variants.append(Variant(f"nginx + portcullis /decisions, {label}",
+                                [env.gateway("portcullis", gw),
+                                 env.nginx_proc(f"front-gw-{label[:3]}", front(f"front-gw-{label[:3]}", PORTCULLIS_API_PORT, keepalive), AUTH_FRONT_PORT)],
+                                url, note="gateway API port pinned with nginx on CPU 0; CPU is both processes" if keepalive else
+                                "ingress-nginx's default: one new connection per auth subrequest"))
+    return Scenario("5", "`/decisions` behind nginx `auth_request` (noop → allow → noop)", variants,
+                    ["nginx + return 200 auth, keep-alive", "nginx + return 200 auth, new connection"])
+
+
+def scenario_rule_count(env, counts=(10, 1000, 10_000)):
+    d = env.d
+    variants = []
+    for n in counts:
+        # JSON: one YAML file of 10 000 rules exceeds the YAML parser's node budget (250 000).
+        rules = d / f"rules-{n}.json"
+        docs = []
+        for i in range(n):
+            # A mix of shapes: literal prefixes, a capture in the middle, a look-ahead.
+            path = (f"/svc{i}/<.*>", f"/api/v{i % 7}/svc{i}/<[0-9]+>", f"/app{i}/<(?!admin).*>")[i % 3]
+            docs.append({"id": f"rule-{i}",
+                         "match": {"url": f"http://127.0.0.1:{PORTS['portcullis']}{path}", "methods": ["GET"]},
+                         "upstream": {"url": f"http://127.0.0.1:{UPSTREAM_PORT}"},
+                         "authenticators": [{"handler": "noop"}], "authorizer": {"handler": "allow"},
+                         "mutators": [{"handler": "noop"}]})
+        rules.write_text(json.dumps(docs))
+        target = n - 1 - (n - 1) % 3  # the last rule of the first shape
+        cfg = gateway_config(d, f"rules-{n}", rules, PASS_HANDLERS)
+        variants.append(Variant(f"{n} rules", [env.gateway("portcullis", cfg)],
+                                f"http://127.0.0.1:{PORTS['portcullis']}/svc{target}/bench",
+                                note=f"hits rule-{target}"))
+    return Scenario("6", "rule count end to end (regexp, pass-through handlers)", variants, [f"{counts[0]} rules"],
+                    note="RSS idle is read after start-up, before any request (scenario 9).")
+
+
+def run_identity_bench(release, quick):
+    seconds, conc = ("2", "64") if quick else ("6", "64")
+    out = {}
+    for db in ("postgres", "sqlite"):
+        print(f"\n== scenario 7: identity bench {db}", flush=True)
+        la = loadavg()
+        text = subprocess.run([str(release / "examples" / "bench"), db, seconds, conc], check=True,
+                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "LOG_LEVEL": "warn"}).stdout
+        print(text, flush=True)
+        out[db] = {"loadavg_before": la, "output": text.strip()}
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1 round of 5 s per system (about 1 minute)")
-    ap.add_argument("--duration", type=int, default=None, help="seconds per run (default 15, quick 5)")
-    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3, quick 1)")
+    ap.add_argument("--quick", action="store_true", help="1 round of 2 s per system (under 2 minutes)")
+    ap.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9", help="comma-separated scenario numbers")
+    ap.add_argument("--duration", type=int, default=None, help="seconds per run (default 6, quick 2)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--session-ttl", default="10s", help="session cache ttl in scenario 3")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    duration = args.duration or (5 if args.quick else 15)
-    rounds = args.rounds or (1 if args.quick else 3)
+    duration = args.duration or (2 if args.quick else 6)
+    rounds = args.rounds or (1 if args.quick else 2)
+    chosen = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    if "9" in chosen:
+        chosen |= {"3", "6"}
 
     ensure_packages()
-    if not args.no_build:
-        build()
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     release = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+    if not args.no_build:
+        build(identity=bool(chosen & {"3", "7"}))
+        if "7" in chosen:
+            sh(["cargo", "build", "--release", "--quiet", "-p", "portcullis-identity", "--example", "bench"], cwd=ROOT)
 
     work = tempfile.mkdtemp(prefix="portcullis-bench-")
-    write_configs(work)
-    upstream = subprocess.Popen(["taskset", "-c", LOAD_CPU, nginx, "-c", f"{work}/upstream.conf", "-e", f"{work}/upstream-error.log"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_port(UPSTREAM_PORT, upstream, "upstream nginx")
-
-    systems = [
-        System("pingora-floor", [str(release / "portcullis-bench-floor"), "-c", f"{work}/pingora.yml"], PORTS["pingora-floor"], work,
-               env={"FLOOR_LISTEN": f"127.0.0.1:{PORTS['pingora-floor']}", "FLOOR_UPSTREAM": f"127.0.0.1:{UPSTREAM_PORT}"}),
-        System("portcullis", [str(release / "portcullis-gateway"), "serve", "-c", f"{work}/oathkeeper.yml"], PORTS["portcullis"], work,
-               # Pingora threads follow available_parallelism, which honours the taskset pinning: 1.
-               env={"LOG_LEVEL": "warn"}),
-        System("nginx", [nginx, "-c", f"{work}/nginx.conf", "-e", f"{work}/nginx-error.log"], PORTS["nginx"], work),
-        System("haproxy", [haproxy, "-f", f"{work}/haproxy.cfg"], PORTS["haproxy"], work),
-    ]
-    runs = {s.name: [] for s in systems}
+    env = Env(work, release)
+    started = time.time()
+    upstream = Proc("upstream", [env.nginx, "-c", str(nginx_conf(env.d, "upstream", UPSTREAM_PORT, f"""
+  server {{ listen 127.0.0.1:{UPSTREAM_PORT}; location / {{ return 200 "hello from upstream\\n"; }} }}""")),
+                                 "-e", f"{work}/upstream-error.log"], port=UPSTREAM_PORT, cpu=LOAD_CPU)
+    upstream.start(work)
+    results = {}
     try:
-        for r in range(rounds):
-            for s in systems:
-                s.start()
-                url = f"http://127.0.0.1:{s.port}/bench"
-                sh(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c4", "-d1s", url], stdout=subprocess.DEVNULL)  # warm-up
-                pids = descendants(s.proc.pid)
-                cpu0 = cpu_seconds(pids)
-                out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{args.connections}", f"-d{duration}s",
-                                      "--latency", url], check=True, capture_output=True, text=True).stdout
-                cpu = cpu_seconds(pids) - cpu0
-                res = parse_wrk(out)
-                res["cpu_s"] = cpu
-                res["cpu_us_per_req"] = cpu / res["requests"] * 1e6 if res["requests"] else None
-                res["peak_rss_kib"] = peak_rss_kib(pids)
-                runs[s.name].append(res)
-                print(f"round {r + 1}/{rounds} {s.name:14s} {res['rps']:10.0f} req/s  p99 {res['p99_ms']:.2f} ms  "
-                      f"{res['cpu_us_per_req']:.1f} µs CPU/req  non-2xx {res['non_2xx']}", flush=True)
-                s.stop()
+        builders = {"1": scenario_passthrough, "2": scenario_jwt, "4": scenario_id_token, "5": scenario_auth_request,
+                    "6": scenario_rule_count}
+        for key in ("1", "2", "3", "4", "5", "6"):
+            if key not in chosen:
+                continue
+            if key == "3":
+                with PgDatabase() as dsn:
+                    sc = SessionScenario(env, dsn, args.session_ttl)
+                    sc.identity.start(work)
+                    try:
+                        sc.prepare()
+                    finally:
+                        sc.identity.stop()
+                    results[key] = run_scenario(sc, work, duration, rounds, args.connections)
+            else:
+                results[key] = run_scenario(builders[key](env), work, duration, rounds, args.connections)
+        if "7" in chosen:
+            results["7"] = run_identity_bench(release, args.quick)
     finally:
-        for s in systems:
-            s.stop()
-        os.killpg(upstream.pid, signal.SIGTERM)
-
-    def median(xs):
-        xs = sorted(x for x in xs if x is not None)
-        return xs[len(xs) // 2] if xs else None
-
-    summary = {}
-    for name, rs in runs.items():
-        summary[name] = {k: median([r[k] for r in rs]) for k in rs[0]}
-    nginx_rps = summary["nginx"]["rps"]
-    floor = summary["pingora-floor"]
-    for name, s in summary.items():
-        s["rps_vs_nginx"] = s["rps"] / nginx_rps
-        s["rps_vs_floor"] = s["rps"] / floor["rps"]
-        s["cpu_vs_floor"] = s["cpu_us_per_req"] / floor["cpu_us_per_req"]
+        upstream.stop()
+    elapsed = time.time() - started
 
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'unknown cpu'}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), 'unknown cpu')}",
         "command": " ".join(["python3", "bench/run.py", *sys.argv[1:]]),
-        "scenario": "pass-through: GET, keep-alive, small body; portcullis rule noop -> allow -> noop",
-        "load": f"wrk -t1 -c{args.connections} -d{duration}s, {rounds} alternating rounds, median reported",
-        "pinning": f"proxy on CPU {PROXY_CPU} with one worker thread; wrk and upstream nginx on CPU {LOAD_CPU}",
+        "load": f"wrk -t1 -c{args.connections} -d{duration}s, {rounds} alternating round(s), median reported",
+        "pinning": f"proxy on CPU {PROXY_CPU} with one worker thread; wrk, upstream nginx and identity on CPU {LOAD_CPU}",
+        "shared": "the 2 cores are shared with other work on this machine (see loadavg per scenario)",
+        "elapsed_s": round(elapsed),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=2))
-    lines = [f"Pass-through, {meta['date']}, `{meta['command']}`  ",
-             f"{meta['machine']}; {meta['pinning']}; {meta['load']}.", "",
-             "| system | req/s | × nginx | × floor | p50 ms | p99 ms | p99.9 ms | CPU µs/req | CPU × floor | peak RSS MiB |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    def f(v, spec):
-        return "–" if v is None else format(v, spec)
-
-    for name, s in summary.items():
-        lines.append(f"| {name} | {f(s['rps'], '.0f')} | {f(s['rps_vs_nginx'], '.2f')} | {f(s['rps_vs_floor'], '.2f')} | "
-                     f"{f(s['p50_ms'], '.2f')} | {f(s['p99_ms'], '.2f')} | {f(s['p99.9_ms'], '.2f')} | "
-                     f"{f(s['cpu_us_per_req'], '.1f')} | {f(s['cpu_vs_floor'], '.2f')} | {s['peak_rss_kib'] / 1024:.1f} |")
+    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    lines = [f"{meta['date']}, `{meta['command']}` ({meta['elapsed_s']} s)  ",
+             f"{meta['machine']}; {meta['pinning']}; {meta['load']}; {meta['shared']}.", ""]
+    for key in ("1", "2", "3", "4", "5", "6"):
+        if key in results:
+            lines += table(key, results[key]) + [""]
+    if "7" in results:
+        lines += ["### Scenario 7: identity (identity/examples/bench.rs, load client in the same process)", ""]
+        for db, r in results["7"].items():
+            lines += [f"{db}, loadavg before: {' '.join(r['loadavg_before'])}", "", "```", r["output"], "```", ""]
+    if "8" in chosen:
+        lines += ["### Scenario 8: operator propagation", "",
+                  "Needs a Kubernetes API server: measured by the operator's process e2e when `KUBECONFIG` is set "
+                  "(see docs/benchmarks.md, Operator), not by this harness.", ""]
+    if "9" in chosen and "6" in results and "3" in results:
+        r6 = results["6"]["summary"]
+        big = r6.get("10000 rules") or list(r6.values())[-1]
+        small = list(r6.values())[0]
+        ident = results["3"]["summary"].get("cookie_session, no cache", {})
+        lines += ["### Scenario 9: memory", "",
+                  "| process | idle RSS MiB | peak RSS under load MiB |", "| --- | ---: | ---: |",
+                  f"| gateway, {list(r6)[0]} | {small['idle_rss_kib'] / 1024:.1f} | {small['peak_rss_kib'] / 1024:.1f} |",
+                  f"| gateway, 10000 rules | {big['idle_rss_kib'] / 1024:.1f} | {big['peak_rss_kib'] / 1024:.1f} |",
+                  f"| identity (PostgreSQL), whoami load from scenario 3 | – | "
+                  f"{fmt(ident.get('aux_peak_rss_kib', 0) / 1024 if ident.get('aux_peak_rss_kib') else None, '.1f')} |", ""]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
