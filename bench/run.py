@@ -293,7 +293,10 @@ def run_scenario(sc, work, duration, rounds, connections):
 
     def median(xs):
         xs = sorted(x for x in xs if isinstance(x, (int, float)))
-        return xs[len(xs) // 2] if xs else None
+        if not xs:
+            return None
+        mid = len(xs) // 2
+        return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
     summary = {}
     for name, rs in runs.items():
@@ -864,7 +867,7 @@ def main():
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), 'unknown cpu')}",
         "command": " ".join(["python3", "bench/run.py", *sys.argv[1:]]),
-        "load": f"wrk -t1 -c{args.connections} -d{duration}s, {rounds} alternating round(s), median reported",
+        "load": f"wrk -t1 -c{args.connections} -d{duration}s, {rounds} alternating round(s), median reported (the mean of the middle two for an even count)",
         "pinning": f"proxy on CPU {PROXY_CPU} with one worker thread; wrk, upstream nginx and identity on CPU {LOAD_CPU}",
         "shared": "the 2 cores are shared with other work on this machine (see loadavg per scenario)",
         "elapsed_s": round(elapsed),
