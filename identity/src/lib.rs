@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod cookie;
+pub mod courier;
 pub mod csrf;
 pub mod flow;
 pub mod http;

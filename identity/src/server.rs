@@ -28,6 +28,10 @@ pub enum ServeError {
     #[error(transparent)]
     Hasher(#[from] HashError),
     #[error(transparent)]
+    CourierTemplate(#[from] crate::courier::TemplateError),
+    #[error(transparent)]
+    Courier(#[from] crate::courier::sender::SenderError),
+    #[error(transparent)]
     Ui(#[from] crate::ui::TemplateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -127,6 +131,9 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
     let ui = Arc::new(crate::ui::Templates::load(
         config.ui_template_dir().as_deref(),
     )?);
+    let courier_templates =
+        crate::courier::Templates::load(config.courier_template_dir().as_deref())?;
+    let transport = crate::courier::sender::Transport::from_config(&config.courier)?;
     let public = bind(&config.serve.public.host, config.serve.public.port).await?;
     let admin = bind(&config.serve.admin.host, config.serve.admin.port).await?;
     let public_addr = public.local_addr().map_err(|source| ServeError::Bind {
@@ -154,7 +161,13 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             "no secrets.cookie / secrets.default configured (SECRETS_COOKIE, SECRETS_DEFAULT)"
         );
     }
+    let email = Arc::new(crate::flow::code::EmailFlows::new(
+        &config,
+        &settings.public_base,
+        crate::courier::Courier::new(courier_templates),
+    ));
     let state = AppState {
+        email: email.clone(),
         store: Arc::new(store.clone()),
         schemas: registry,
         hasher,
@@ -187,6 +200,13 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             }
         }));
     }
+    tasks.push(crate::courier::sender::spawn(
+        state.store.clone(),
+        transport,
+        crate::courier::sender::Schedule::from_config(&config.courier),
+        email.courier.waker(),
+        stop_rx.clone(),
+    ));
     tracing::info!(public = %settings.public_base, admin = %settings.admin_base, "identity service listening");
     Ok(Running {
         public_addr,

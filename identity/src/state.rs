@@ -224,6 +224,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub throttle: Arc<crate::throttle::Throttle>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Recovery and verification settings, their code key, and the courier.
+    pub email: Arc<crate::flow::code::EmailFlows>,
     /// The built-in UI's compiled templates.
     pub ui: Arc<crate::ui::Templates>,
 }

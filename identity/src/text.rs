@@ -183,3 +183,74 @@ impl Message {
         )
     }
 }
+
+/// Messages of the recovery and verification flows (code and link methods).
+impl Message {
+    pub fn label_email() -> Self {
+        Self::info(1070007, "Email")
+    }
+
+    pub fn label_submit() -> Self {
+        Self::info(1070005, "Submit")
+    }
+
+    pub fn label_continue() -> Self {
+        Self::info(1070009, "Continue")
+    }
+
+    pub fn label_resend_code() -> Self {
+        Self::info(1070008, "Resend code")
+    }
+
+    pub fn label_recovery_code() -> Self {
+        Self::info(1070010, "Recovery code")
+    }
+
+    pub fn label_verification_code() -> Self {
+        Self::info(1070011, "Verification code")
+    }
+
+    /// 1060002 / 1060003 / 1080001 / 1080003: the mail went out (said whether or not the address
+    /// exists).
+    pub fn email_sent(id: u32, what: &str) -> Self {
+        Self::info(
+            id,
+            &format!(
+                "An email containing a {what} has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with."
+            ),
+        )
+    }
+
+    pub fn verification_succeeded() -> Self {
+        Self::new(
+            1080002,
+            "success",
+            "You successfully verified your email address.".to_owned(),
+            None,
+        )
+    }
+
+    pub fn recovery_succeeded(minutes: i64, expires_at: &str) -> Self {
+        Self::new(
+            1060001,
+            "success",
+            format!(
+                "You successfully recovered your account. Please change your password or set up an alternative login method (e.g. social sign in) within the next {minutes} minutes."
+            ),
+            Some(json!({ "privileged_session_expires_at": expires_at })),
+        )
+    }
+
+    /// 4060006 / 4070006 (codes), 4060004 / 4070001 (link tokens).
+    pub fn code_invalid(id: u32, what: &str, retry: &str) -> Self {
+        Self::error(
+            id,
+            format!("The {what} is invalid or has already been used. Please {retry}."),
+            json!({}),
+        )
+    }
+
+    pub fn too_many_attempts() -> Self {
+        Self::validation("The request was submitted too often. Please request another code.")
+    }
+}

@@ -66,7 +66,7 @@ async fn serve_with_config_file_answers_and_stops_on_sigterm() {
         "dsn: memory\n\
          serve: {public: {host: 127.0.0.1, port: 0}, admin: {host: 127.0.0.1, port: 0}}\n\
          identity: {schemas: [{id: default, url: file://identity.schema.json}]}\n\
-         courier: {smtp: {connection_uri: smtp://localhost}}\n",
+         courier: {smtp: {connection_uri: smtp://localhost}, channels: []}\n",
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -88,7 +88,7 @@ async fn serve_with_config_file_answers_and_stops_on_sigterm() {
             continue;
         };
         let message = entry["fields"]["message"].as_str().unwrap_or_default();
-        if message.contains("`courier`") {
+        if message.contains("`courier.channels`") {
             warned = true;
         }
         if message == "identity service listening" {
@@ -96,7 +96,10 @@ async fn serve_with_config_file_answers_and_stops_on_sigterm() {
             break;
         }
     }
-    assert!(warned, "expected a warning for the unsupported courier key");
+    assert!(
+        warned,
+        "expected a warning for the unsupported courier.channels key"
+    );
     let public = public.expect("listening line");
     let ready: Value = reqwest::get(format!("{public}/health/ready"))
         .await

@@ -37,6 +37,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub cookies: Cookies,
     pub log: LogConfig,
+    pub courier: CourierConfig,
     /// Portcullis' own settings, not Kratos keys.
     pub portcullis: PortcullisConfig,
     /// The folder the config file lives in; relative `file://` URLs resolve against it.
@@ -122,6 +123,40 @@ pub struct SelfService {
 #[serde(default)]
 pub struct Methods {
     pub password: PasswordMethod,
+    pub code: CodeMethod,
+    pub link: CodeMethod,
+}
+
+/// `selfservice.methods.code` and `.link`: on by default; `config.lifespan` is how long a code
+/// or link stays valid (1h).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CodeMethod {
+    pub enabled: bool,
+    pub config: CodeMethodConfig,
+}
+
+impl Default for CodeMethod {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            config: CodeMethodConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CodeMethodConfig {
+    pub lifespan: String,
+}
+
+impl Default for CodeMethodConfig {
+    fn default() -> Self {
+        Self {
+            lifespan: "1h".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +198,126 @@ pub struct Flows {
     pub login: FlowConfig,
     pub settings: SettingsFlow,
     pub logout: LogoutFlow,
+    pub recovery: EmailFlow,
+    pub verification: EmailFlow,
+}
+
+/// `selfservice.flows.recovery` and `.verification` (off by default, like Kratos).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmailFlow {
+    pub enabled: bool,
+    pub ui_url: Option<String>,
+    pub lifespan: String,
+    /// `code` (default) or `link`.
+    #[serde(rename = "use")]
+    pub method: String,
+    /// Mail an "invalid" message to addresses that belong to no identity.
+    pub notify_unknown_recipients: bool,
+    pub after: AfterConfig,
+}
+
+impl Default for EmailFlow {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ui_url: None,
+            lifespan: "1h".to_owned(),
+            method: "code".to_owned(),
+            notify_unknown_recipients: false,
+            after: AfterConfig::default(),
+        }
+    }
+}
+
+/// `courier`: outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CourierConfig {
+    /// `smtp`, or `log` (Portcullis addition, for local development: messages are printed, codes
+    /// included). Unset: `smtp` when `smtp.connection_uri` is set, else `log`.
+    pub delivery_strategy: Option<String>,
+    pub smtp: SmtpConfig,
+    /// A folder of template overrides in Kratos' layout (`recovery_code/valid/email.subject.gotmpl`).
+    pub template_override_path: Option<String>,
+    /// Failed attempts after which a message is abandoned.
+    pub message_retries: u32,
+    pub worker: CourierWorker,
+}
+
+impl Default for CourierConfig {
+    fn default() -> Self {
+        Self {
+            delivery_strategy: None,
+            smtp: SmtpConfig::default(),
+            template_override_path: None,
+            message_retries: 5,
+            worker: CourierWorker::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SmtpConfig {
+    /// `smtp://user:pass@host:port/` (STARTTLS unless `?disable_starttls=true`) or `smtps://`;
+    /// `?skip_ssl_verify=true` accepts any certificate. Best supplied by env
+    /// `COURIER_SMTP_CONNECTION_URI` since it may carry a password.
+    pub connection_uri: Option<String>,
+    pub from_address: String,
+    pub from_name: Option<String>,
+    pub local_name: Option<String>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            connection_uri: None,
+            from_address: "no-reply@ory.kratos.sh".to_owned(),
+            from_name: None,
+            local_name: None,
+        }
+    }
+}
+
+/// `courier.worker`: how many messages a pull claims and how often the sender looks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CourierWorker {
+    pub pull_count: i64,
+    pub pull_wait: String,
+    /// Portcullis addition: the first retry delay, doubled per failure up to 10 minutes.
+    pub retry_backoff: String,
+}
+
+impl Default for CourierWorker {
+    fn default() -> Self {
+        Self {
+            pull_count: 10,
+            pull_wait: "1s".to_owned(),
+            retry_backoff: "1s".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// `courier.template_override_path` resolved against the config file's folder.
+    pub fn courier_template_dir(&self) -> Option<PathBuf> {
+        let raw = self.courier.template_override_path.as_deref()?;
+        let raw = raw.strip_prefix("file://").unwrap_or(raw);
+        (!raw.is_empty()).then(|| self.base_dir.join(raw))
+    }
+
+    /// Whether registration is followed by `show_verification_ui`.
+    pub fn registration_shows_verification_ui(&self) -> bool {
+        let after = &self.selfservice.flows.registration.after;
+        after
+            .password
+            .hooks
+            .iter()
+            .chain(after.hooks.iter())
+            .any(|h| h.hook == "show_verification_ui")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -499,12 +654,57 @@ impl Config {
                 "selfservice.flows.settings.privileged_session_max_age",
                 &self.selfservice.flows.settings.privileged_session_max_age,
             ),
+            (
+                "selfservice.flows.recovery.lifespan",
+                &self.selfservice.flows.recovery.lifespan,
+            ),
+            (
+                "selfservice.flows.verification.lifespan",
+                &self.selfservice.flows.verification.lifespan,
+            ),
+            (
+                "selfservice.methods.code.config.lifespan",
+                &self.selfservice.methods.code.config.lifespan,
+            ),
+            (
+                "selfservice.methods.link.config.lifespan",
+                &self.selfservice.methods.link.config.lifespan,
+            ),
+            ("courier.worker.pull_wait", &self.courier.worker.pull_wait),
+            (
+                "courier.worker.retry_backoff",
+                &self.courier.worker.retry_backoff,
+            ),
         ] {
             if units::parse_duration(value).is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "{key}: `{value}` is not a duration like 1h or 30m"
                 )));
             }
+        }
+        for (key, method) in [
+            (
+                "selfservice.flows.recovery.use",
+                &self.selfservice.flows.recovery.method,
+            ),
+            (
+                "selfservice.flows.verification.use",
+                &self.selfservice.flows.verification.method,
+            ),
+        ] {
+            if method != "code" && method != "link" {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: `{method}` is neither `code` nor `link`"
+                )));
+            }
+        }
+        if let Some(strategy) = &self.courier.delivery_strategy
+            && strategy != "smtp"
+            && strategy != "log"
+        {
+            return Err(ConfigError::Invalid(format!(
+                "courier.delivery_strategy: `{strategy}` is not supported (smtp or log)"
+            )));
         }
         if self.hashers.argon2.memory_kib().is_none() {
             return Err(ConfigError::Invalid(

@@ -104,6 +104,41 @@ const KEYS: &[(&str, Kind)] = &[
     ("log.format", Str),
     ("log.leak_sensitive_values", Bool),
     ("portcullis.ui.template_override_path", Str),
+    ("selfservice.methods.code.enabled", Bool),
+    ("selfservice.methods.code.config.lifespan", Str),
+    ("selfservice.methods.link.enabled", Bool),
+    ("selfservice.methods.link.config.lifespan", Str),
+    ("selfservice.flows.recovery.enabled", Bool),
+    ("selfservice.flows.recovery.ui_url", Str),
+    ("selfservice.flows.recovery.lifespan", Str),
+    ("selfservice.flows.recovery.use", Str),
+    ("selfservice.flows.recovery.notify_unknown_recipients", Bool),
+    (
+        "selfservice.flows.recovery.after.default_browser_return_url",
+        Str,
+    ),
+    ("selfservice.flows.verification.enabled", Bool),
+    ("selfservice.flows.verification.ui_url", Str),
+    ("selfservice.flows.verification.lifespan", Str),
+    ("selfservice.flows.verification.use", Str),
+    (
+        "selfservice.flows.verification.notify_unknown_recipients",
+        Bool,
+    ),
+    (
+        "selfservice.flows.verification.after.default_browser_return_url",
+        Str,
+    ),
+    ("courier.delivery_strategy", Str),
+    ("courier.smtp.connection_uri", Str),
+    ("courier.smtp.from_address", Str),
+    ("courier.smtp.from_name", Str),
+    ("courier.smtp.local_name", Str),
+    ("courier.template_override_path", Str),
+    ("courier.message_retries", Int),
+    ("courier.worker.pull_count", Int),
+    ("courier.worker.pull_wait", Str),
+    ("courier.worker.retry_backoff", Str),
 ];
 
 /// Keys read as whole subtrees (lists of objects) rather than scalars.
@@ -276,13 +311,16 @@ mod tests {
         let root = json!({
             "version": "v1",
             "dsn": "memory",
-            "courier": {"smtp": {"connection_uri": "smtp://x"}},
+            "courier": {"smtp": {"connection_uri": "smtp://x"}, "channels": []},
             "serve": {"public": {"port": 1, "cors": {"enabled": true}}},
             "identity": {"schemas": [{"id": "a", "url": "b"}]}
         });
         assert_eq!(
             unsupported_keys(&root),
-            vec!["courier".to_owned(), "serve.public.cors".to_owned()]
+            vec![
+                "courier.channels".to_owned(),
+                "serve.public.cors".to_owned()
+            ]
         );
     }
 }

@@ -2,11 +2,14 @@
 //! container and its nodes/messages, creation, fetch (`GET …/flows?id=`), and the common submit
 //! steps (expiry → 410, CSRF for browser flows, the API-flow cookie guard, 400-with-flow).
 
+pub mod code;
 pub mod login;
 pub mod logout;
+pub mod recovery;
 pub mod registration;
 pub mod settings;
 mod submit;
+pub mod verification;
 
 use submit::csrf_error;
 pub use submit::{begin_submit, flow_failed, flow_failed_with, parse_body};
@@ -30,6 +33,8 @@ pub enum FlowKind {
     Login,
     Registration,
     Settings,
+    Recovery,
+    Verification,
 }
 
 impl FlowKind {
@@ -38,6 +43,8 @@ impl FlowKind {
             Self::Login => "login",
             Self::Registration => "registration",
             Self::Settings => "settings",
+            Self::Recovery => "recovery",
+            Self::Verification => "verification",
         }
     }
 
@@ -46,6 +53,7 @@ impl FlowKind {
             Self::Login => state.settings.login_ui_url.clone(),
             Self::Registration => state.settings.registration_ui_url.clone(),
             Self::Settings => state.settings.settings_ui_url.clone(),
+            Self::Recovery | Self::Verification => state.email.settings(self).ui_url.clone(),
         }
     }
 
@@ -54,6 +62,7 @@ impl FlowKind {
             Self::Login => state.settings.login_lifespan_ms,
             Self::Registration => state.settings.registration_lifespan_ms,
             Self::Settings => state.settings.settings_lifespan_ms,
+            Self::Recovery | Self::Verification => state.email.settings(self).lifespan_ms,
         }
     }
 
@@ -62,6 +71,8 @@ impl FlowKind {
             Self::Login => 4010001,
             Self::Registration => 4040001,
             Self::Settings => 4050001,
+            Self::Recovery => 4060005,
+            Self::Verification => 4070005,
         }
     }
 
@@ -70,6 +81,9 @@ impl FlowKind {
             Self::Login => login::nodes(),
             Self::Registration => registration::nodes(state),
             Self::Settings => Vec::new(),
+            Self::Recovery | Self::Verification => {
+                code::choose_nodes(state.email.settings(self).link)
+            }
         }
     }
 }

@@ -265,7 +265,18 @@ pub async fn submit(
         }
     };
     let now = now_ms();
-    let identity = new_identity(&schema, traits, now);
+    let mut identity = new_identity(&schema, traits, now);
+    let mut outbox = crate::store::Outbox::default();
+    let verification = match super::verification::after_registration(
+        &state,
+        &mut identity,
+        &record,
+        &mut outbox,
+        now,
+    ) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
     let credential = CredentialRecord {
         kind: "password".to_owned(),
         config: json!({ "hashed_password": hashed }),
@@ -273,8 +284,12 @@ pub async fn submit(
         created_at: now,
         updated_at: now,
     };
-    match state.store.insert_identity(&identity, &[credential]).await {
-        Ok(()) => {}
+    match state
+        .store
+        .insert_identity_with_outbox(&identity, &[credential], &outbox)
+        .await
+    {
+        Ok(()) => state.email.courier.wake(),
         Err(StoreError::Conflict) => {
             crate::metrics::Metrics::inc(&state.metrics.registrations_failed);
             add_message(&mut record.ui, None, Message::duplicate_identifier());
@@ -312,11 +327,19 @@ pub async fn submit(
             FlowType::Browser => cookies.push(super::session_cookie(&state, token.expose())),
         }
     }
-    let target = super::return_url(
+    let mut target = super::return_url(
         &state,
         &record,
         state.settings.registration_return_url.as_ref(),
     );
+    if let Some((flow, address)) = verification.filter(|_| state.email.show_verification_ui) {
+        let url = super::ui_redirect_url(&state, FlowKind::Verification, flow.id);
+        continue_with.push(json!({
+            "action": "show_verification_ui",
+            "flow": { "id": flow.id, "verifiable_address": address, "url": url },
+        }));
+        target = url;
+    }
     if flow_type == FlowType::Browser {
         if !is_json_request(&headers) {
             return super::with_cookies(super::see_other(&target), &cookies);

@@ -103,17 +103,7 @@ async fn create(
         FlowType::Browser => cookie.into_iter().collect(),
         FlowType::Api => Vec::new(),
     };
-    let new = NewFlow {
-        kind: KIND,
-        flow_type,
-        request_url,
-        return_to,
-        csrf_token: csrf,
-        nodes: nodes(&state, &identity),
-        identity_id: Some(identity.id),
-        state: "show_form",
-    };
-    let record = match super::create_with(&state, new).await {
+    let record = match new_flow(&state, &identity, flow_type, csrf, request_url, return_to).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -125,6 +115,28 @@ async fn create(
         axum::Json(body).into_response()
     };
     super::no_cache(super::with_cookies(response, &cookies))
+}
+
+/// Creates and stores a settings flow for an identity (also the end of a recovery).
+pub async fn new_flow(
+    state: &AppState,
+    identity: &IdentityRecord,
+    flow_type: FlowType,
+    csrf_token: String,
+    request_url: String,
+    return_to: Option<String>,
+) -> Result<crate::store::FlowRecord, ApiError> {
+    let new = NewFlow {
+        kind: KIND,
+        flow_type,
+        request_url,
+        return_to,
+        csrf_token,
+        nodes: nodes(state, identity),
+        identity_id: Some(identity.id),
+        state: "show_form",
+    };
+    super::create_with(state, new).await
 }
 
 /// `GET /self-service/settings/flows?id=`.

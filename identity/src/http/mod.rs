@@ -74,6 +74,38 @@ pub fn public_router(state: AppState) -> Router {
             get(flow::settings::submit).post(flow::settings::submit),
         )
         .route(
+            "/self-service/recovery/api",
+            get(flow::recovery::create_api),
+        )
+        .route(
+            "/self-service/recovery/browser",
+            get(flow::recovery::create_browser),
+        )
+        .route(
+            "/self-service/recovery/flows",
+            get(flow::recovery::get_flow),
+        )
+        .route(
+            "/self-service/recovery",
+            get(flow::recovery::submit).post(flow::recovery::submit),
+        )
+        .route(
+            "/self-service/verification/api",
+            get(flow::verification::create_api),
+        )
+        .route(
+            "/self-service/verification/browser",
+            get(flow::verification::create_browser),
+        )
+        .route(
+            "/self-service/verification/flows",
+            get(flow::verification::get_flow),
+        )
+        .route(
+            "/self-service/verification",
+            get(flow::verification::submit).post(flow::verification::submit),
+        )
+        .route(
             "/self-service/logout/browser",
             get(flow::logout::create_browser),
         )

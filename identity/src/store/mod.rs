@@ -2,8 +2,11 @@
 //! trait. One implementation ([`sql::SqlStore`]) serves PostgreSQL and SQLite from the same SQL.
 
 pub mod dsn;
+mod mail;
 mod rows;
 pub mod sql;
+
+pub use mail::{CodeRecord, CourierFilter, CourierRecord, Delivery, DispatchRecord, Outbox};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -133,6 +136,17 @@ pub trait Store: Send + Sync {
         &self,
         identity: &IdentityRecord,
         credentials: &[CredentialRecord],
+    ) -> Result<(), StoreError> {
+        self.insert_identity_with_outbox(identity, credentials, &Outbox::default())
+            .await
+    }
+    /// As [`Store::insert_identity`], writing the outbox (a verification flow, its code and
+    /// message) in the same transaction.
+    async fn insert_identity_with_outbox(
+        &self,
+        identity: &IdentityRecord,
+        credentials: &[CredentialRecord],
+        outbox: &Outbox,
     ) -> Result<(), StoreError>;
     async fn identity(&self, id: Uuid) -> Result<Option<IdentityRecord>, StoreError>;
     /// The identity and credential config owning a credential identifier of a given type.
@@ -214,4 +228,57 @@ pub trait Store: Send + Sync {
         logout_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Writes a flow's state, ui and expiry together with its outbox, atomically.
+    async fn update_flow_with_outbox(
+        &self,
+        flow: &FlowRecord,
+        outbox: &Outbox,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The identity owning an email address of `kind` (`verifiable` or `recovery`).
+    async fn identity_id_by_address(
+        &self,
+        kind: &str,
+        value: &str,
+    ) -> Result<Option<Uuid>, StoreError>;
+    /// Counts one more code submission on a flow; returns the new count.
+    async fn count_submission(&self, flow_id: Uuid) -> Result<i64, StoreError>;
+    /// Unused, unexpired codes of a flow.
+    async fn live_codes(&self, flow_id: Uuid, now: i64) -> Result<Vec<CodeRecord>, StoreError>;
+    /// Spends a code and writes the flow (and the verified identity) in one transaction; false
+    /// when the code was spent meanwhile.
+    async fn redeem_code(
+        &self,
+        code_id: Uuid,
+        flow: &FlowRecord,
+        verified: Option<&IdentityRecord>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Spends every code of a flow and expires it.
+    async fn invalidate_flow(&self, flow_id: Uuid, now: i64) -> Result<(), StoreError>;
+    /// Claims due courier messages until `lease_until`.
+    async fn claim_courier_messages(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<CourierRecord>, StoreError>;
+    /// Records one delivery attempt.
+    async fn finish_courier_message(
+        &self,
+        id: Uuid,
+        outcome: &Delivery,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn list_courier_messages(
+        &self,
+        filter: &CourierFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<CourierRecord>, StoreError>;
+    async fn courier_message(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(CourierRecord, Vec<DispatchRecord>)>, StoreError>;
 }

@@ -11,12 +11,14 @@ use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::dsn::Dsn;
+use super::mail;
 use super::rows::{
     IDENTITY_COLUMNS, SESSION_COLUMNS, db, flow_from_row, identity_from_row, json_text, parse_json,
     session_from_row,
 };
 use super::{
-    CredentialRecord, FlowRecord, IdentityRecord, PasswordUpdate, SessionRecord, Store, StoreError,
+    CodeRecord, CourierFilter, CourierRecord, CredentialRecord, Delivery, DispatchRecord,
+    FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionRecord, Store, StoreError,
     StoredCredential,
 };
 
@@ -161,10 +163,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn insert_identity(
+    async fn insert_identity_with_outbox(
         &self,
         i: &IdentityRecord,
         credentials: &[CredentialRecord],
+        outbox: &Outbox,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
@@ -217,6 +220,8 @@ impl Store for SqlStore {
                 .map_err(db)?;
             }
         }
+        mail::index_addresses(&mut tx, i).await?;
+        mail::insert_outbox(&mut tx, outbox).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
@@ -407,6 +412,7 @@ impl Store for SqlStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        mail::index_addresses(&mut tx, i).await?;
         let existing: Option<String> = sqlx::query_scalar(
             "SELECT id FROM identity_credentials WHERE identity_id = $1 AND type = 'password'",
         )
@@ -631,5 +637,78 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_flow_with_outbox(
+        &self,
+        flow: &FlowRecord,
+        outbox: &Outbox,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        mail::update_flow_with_outbox(&self.pool, flow, outbox, now).await
+    }
+
+    async fn identity_id_by_address(
+        &self,
+        kind: &str,
+        value: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        mail::identity_id_by_address(&self.pool, kind, value).await
+    }
+
+    async fn count_submission(&self, flow_id: Uuid) -> Result<i64, StoreError> {
+        mail::count_submission(&self.pool, flow_id).await
+    }
+
+    async fn live_codes(&self, flow_id: Uuid, now: i64) -> Result<Vec<CodeRecord>, StoreError> {
+        mail::live_codes(&self.pool, flow_id, now).await
+    }
+
+    async fn redeem_code(
+        &self,
+        code_id: Uuid,
+        flow: &FlowRecord,
+        verified: Option<&IdentityRecord>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        mail::redeem_code(&self.pool, code_id, flow, verified, now).await
+    }
+
+    async fn invalidate_flow(&self, flow_id: Uuid, now: i64) -> Result<(), StoreError> {
+        mail::invalidate_flow(&self.pool, flow_id, now).await
+    }
+
+    async fn claim_courier_messages(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<CourierRecord>, StoreError> {
+        mail::claim_due(&self.pool, now, lease_until, limit).await
+    }
+
+    async fn finish_courier_message(
+        &self,
+        id: Uuid,
+        outcome: &Delivery,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        mail::finish_delivery(&self.pool, id, outcome, now).await
+    }
+
+    async fn list_courier_messages(
+        &self,
+        filter: &CourierFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<CourierRecord>, StoreError> {
+        mail::list_messages(&self.pool, filter, after, limit).await
+    }
+
+    async fn courier_message(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(CourierRecord, Vec<DispatchRecord>)>, StoreError> {
+        mail::message_with_dispatches(&self.pool, id).await
     }
 }

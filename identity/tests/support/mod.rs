@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod mail;
+
 use std::path::PathBuf;
 
 use portcullis_identity::config::Config;
@@ -47,6 +49,7 @@ pub struct TestServer {
     pub public: String,
     pub admin: String,
     running: Option<Running>,
+    config: Config,
     _dir: tempfile::TempDir,
     pg_database: Option<String>,
 }
@@ -65,6 +68,20 @@ impl TestServer {
                     .await;
             }
         }
+    }
+
+    /// Stops the service and starts it again on the same database with the same config, changed
+    /// by `configure` (new ports).
+    pub async fn restart(&mut self, configure: impl FnOnce(&mut Config)) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        let mut config = self.config.clone();
+        configure(&mut config);
+        let running = server::start(config, true).await.expect("server restarts");
+        self.public = running.settings.public_base.clone();
+        self.admin = running.settings.admin_base.clone();
+        self.running = Some(running);
     }
 
     /// The PostgreSQL database of this server, when it runs on PostgreSQL.
@@ -146,11 +163,14 @@ pub async fn start(db: Db, configure: impl FnOnce(&mut Config)) -> Option<TestSe
         }
     });
     configure(&mut config);
-    let running = server::start(config, true).await.expect("server starts");
+    let running = server::start(config.clone(), true)
+        .await
+        .expect("server starts");
     Some(TestServer {
         public: running.settings.public_base.clone(),
         admin: running.settings.admin_base.clone(),
         running: Some(running),
+        config,
         _dir: dir,
         pg_database,
     })

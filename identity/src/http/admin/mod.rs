@@ -1,13 +1,15 @@
 //! The admin API (port 4434): identities and sessions. Routes live under `/admin` and are also
 //! answered without the prefix, as Kratos does.
 
+pub mod courier;
 pub mod identities;
+pub mod recovery;
 pub mod sessions;
 
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::Response;
-use axum::routing::{get, patch};
+use axum::routing::{get, patch, post};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -37,6 +39,10 @@ pub fn routes() -> Router<AppState> {
             get(sessions::get).delete(sessions::disable),
         )
         .route("/sessions/{id}/extend", patch(sessions::extend))
+        .route("/courier/messages", get(courier::list))
+        .route("/courier/messages/{id}", get(courier::get))
+        .route("/recovery/code", post(recovery::create_code))
+        .route("/recovery/link", post(recovery::create_link))
 }
 
 /// Keyset pagination parameters: `page_size` (default 250, at most 1000) and `page_token`.
