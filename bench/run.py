@@ -838,26 +838,32 @@ def main():
   server {{ listen 127.0.0.1:{UPSTREAM_PORT}; location / {{ return 200 "hello from upstream\\n"; }} }}""")),
                                  "-e", f"{work}/upstream-error.log"], port=UPSTREAM_PORT, cpu=LOAD_CPU)
     upstream.start(work)
-    results = {}
+    results, failed = {}, {}
     try:
         builders = {"1": scenario_passthrough, "2": scenario_jwt, "4": scenario_id_token, "5": scenario_auth_request,
                     "6": scenario_rule_count}
-        for key in ("1", "2", "3", "4", "5", "6"):
+        for key in ("1", "2", "3", "4", "5", "6", "7"):
             if key not in chosen:
                 continue
-            if key == "3":
-                with PgDatabase() as dsn:
-                    sc = SessionScenario(env, dsn, args.session_ttl)
-                    sc.identity.start(work)
-                    try:
-                        sc.prepare()
-                    finally:
-                        sc.identity.stop()
-                    results[key] = run_scenario(sc, work, duration, rounds, args.connections)
-            else:
-                results[key] = run_scenario(builders[key](env), work, duration, rounds, args.connections)
-        if "7" in chosen:
-            results["7"] = run_identity_bench(release, args.quick)
+            # A scenario that cannot run (no PostgreSQL, a binary that exits) is reported, and the
+            # others still run.
+            try:
+                if key == "3":
+                    with PgDatabase() as dsn:
+                        sc = SessionScenario(env, dsn, args.session_ttl)
+                        sc.identity.start(work)
+                        try:
+                            sc.prepare()
+                        finally:
+                            sc.identity.stop()
+                        results[key] = run_scenario(sc, work, duration, rounds, args.connections)
+                elif key == "7":
+                    results[key] = run_identity_bench(release, args.quick)
+                else:
+                    results[key] = run_scenario(builders[key](env), work, duration, rounds, args.connections)
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+                print(f"scenario {key} failed: {e} (logs in {work})", file=sys.stderr, flush=True)
+                failed[key] = str(e)
     finally:
         upstream.stop()
     elapsed = time.time() - started
@@ -875,7 +881,7 @@ def main():
                                  text=True).stdout.strip(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results, "failed": failed}, indent=2))
     lines = [f"{meta['date']}, `{meta['command']}` ({meta['elapsed_s']} s), tree {meta['commit']}  ",
              f"{meta['machine']}; {meta['pinning']}; {meta['load']}; {meta['shared']}.", ""]
     for key in ("1", "2", "3", "4", "5", "6"):
@@ -885,6 +891,8 @@ def main():
         lines += ["### Scenario 7: identity (identity/examples/bench.rs, load client in the same process)", ""]
         for db, r in results["7"].items():
             lines += [f"{db}, loadavg before: {' '.join(r['loadavg_before'])}", "", "```", r["output"], "```", ""]
+    for key, error in failed.items():
+        lines += [f"### Scenario {key}: FAILED", "", f"{error} (logs in {work})", ""]
     if "8" in chosen:
         lines += ["### Scenario 8: operator propagation", "",
                   "Needs a Kubernetes API server: measured by the operator's process e2e when `KUBECONFIG` is set "
@@ -902,6 +910,8 @@ def main():
                   f"{fmt(ident.get('aux_peak_rss_kib', 0) / 1024 if ident.get('aux_peak_rss_kib') else None, '.1f')} |", ""]
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
