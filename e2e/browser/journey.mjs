@@ -113,6 +113,7 @@ async function freshTotp(secret) {
 /** Whether an endpoint of the identity API exists and is enabled. */
 async function available(path) {
   const response = await fetch(`${IDENTITY}${path}`, { headers: { Accept: 'application/json' } });
+  if (response.status !== 200) log(`${path} answers ${response.status}: ${await response.text()}`);
   return response.status === 200;
 }
 
