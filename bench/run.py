@@ -877,12 +877,15 @@ def main():
         "pinning": f"proxy on CPU {PROXY_CPU} with one worker thread; wrk, upstream nginx and identity on CPU {LOAD_CPU}",
         "shared": "the 2 cores are shared with other work on this machine (see loadavg per scenario)",
         "elapsed_s": round(elapsed),
+        "binaries": {b: time.strftime("%H:%M UTC", time.gmtime((release / b).stat().st_mtime))
+                     for b in ("portcullis-gateway", "portcullis-bench-floor", "portcullis-identity") if (release / b).exists()},
         "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.strip(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results, "failed": failed}, indent=2))
-    lines = [f"{meta['date']}, `{meta['command']}` ({meta['elapsed_s']} s), tree {meta['commit']}  ",
+    built = ", ".join(f"{b} {t}" for b, t in meta["binaries"].items())
+    lines = [f"{meta['date']}, `{meta['command']}` ({meta['elapsed_s']} s), tree {meta['commit']}, built: {built}  ",
              f"{meta['machine']}; {meta['pinning']}; {meta['load']}; {meta['shared']}.", ""]
     for key in ("1", "2", "3", "4", "5", "6"):
         if key in results:
