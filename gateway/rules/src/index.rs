@@ -63,6 +63,15 @@ pub struct Match {
     pub index: usize,
 }
 
+/// The one rule that matched, before its capture groups are extracted.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The rule.
+    pub rule: Arc<Rule>,
+    /// Position of the rule in [`RuleSet::rules`].
+    pub index: usize,
+}
+
 /// Why a request has no rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MatchError {
@@ -193,7 +202,35 @@ impl RuleSet {
 
     /// Finds the one rule for `method` and `url` (`scheme://host[:port]/cleaned-path`).
     pub fn find(&self, method: &str, url: &str) -> Result<Match, MatchError> {
-        let mut found: Option<Match> = None;
+        let found = self.find_rule(method, url)?;
+        let capture_groups = self.capture_groups(found.index, url)?;
+        Ok(Match {
+            rule: found.rule,
+            capture_groups,
+            index: found.index,
+        })
+    }
+
+    /// The capture groups of rule `index` (as returned by [`RuleSet::find_rule`]) for `url`:
+    /// `MatchContext.RegexpCaptureGroups`, empty for globs or if the rule does not match.
+    pub fn capture_groups(&self, index: usize, url: &str) -> Result<Vec<String>, MatchError> {
+        let Some(compiled) = self.compiled.get(index) else {
+            return Ok(Vec::new());
+        };
+        compiled
+            .pattern
+            .captures(url)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| MatchError::Eval {
+                rule_id: self.rules[index].id.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Like [`RuleSet::find`] without extracting capture groups (the cheaper path for rules
+    /// whose handlers do not read them; see [`RuleSet::capture_groups`]).
+    pub fn find_rule(&self, method: &str, url: &str) -> Result<Found, MatchError> {
+        let mut found: Option<Found> = None;
         let mut extra: Vec<String> = Vec::new();
         let mut check = |index: u32| -> Result<(), MatchError> {
             let index = index as usize;
@@ -205,20 +242,19 @@ impl RuleSet {
             {
                 return Ok(());
             }
-            let groups = compiled
+            let matched = compiled
                 .pattern
-                .captures(url)
+                .is_match(url)
                 .map_err(|e| MatchError::Eval {
                     rule_id: self.rules[index].id.clone(),
                     message: e.to_string(),
                 })?;
-            if let Some(capture_groups) = groups {
+            if matched {
                 if found.is_some() {
                     extra.push(self.rules[index].id.clone());
                 } else {
-                    found = Some(Match {
+                    found = Some(Found {
                         rule: Arc::clone(&self.rules[index]),
-                        capture_groups,
                         index,
                     });
                 }

@@ -15,7 +15,7 @@ mod rule_error;
 pub mod template;
 mod validate;
 
-pub use index::{CompiledRules, Match, MatchError, RuleSet};
+pub use index::{CompiledRules, Found, Match, MatchError, RuleSet};
 pub use model::{Handler, MatchingStrategy, Rule, RuleMatch, Upstream};
 pub use parse::parse_rules;
 pub use rule_error::{ParseError, RuleError};

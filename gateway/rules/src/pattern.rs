@@ -93,6 +93,13 @@ impl Pattern {
         &self.longest_literal
     }
 
+    /// Whether `url` matches, without extracting capture groups.
+    pub fn is_match(&self, url: &str) -> Result<bool, EvalError> {
+        self.regex
+            .is_match(url)
+            .map_err(|e| EvalError(e.to_string()))
+    }
+
     /// Whether `url` matches; on a match, the capture groups (empty for globs).
     pub fn captures(&self, url: &str) -> Result<Option<Vec<String>>, EvalError> {
         if !self.captures {
