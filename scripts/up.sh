@@ -82,6 +82,7 @@ Portcullis is up (logs in .local/*.log):
 
   Register in a browser   http://127.0.0.1:4433/self-service/registration/browser
   Log in                  http://127.0.0.1:4433/self-service/login/browser
+  Your account            http://127.0.0.1:4433/ui/welcome   (built-in UI: settings, sign out)
   Public route            http://127.0.0.1:4455/public/hello
   Protected route         http://127.0.0.1:4455/protected/hello   (401 until you log in)
   Identity public API     http://127.0.0.1:4433      admin API   http://127.0.0.1:4434
