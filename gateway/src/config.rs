@@ -50,6 +50,41 @@ pub struct Listen {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// `tls.cert` and `tls.key`: serve HTTPS (both set) or plain HTTP (neither).
+    pub tls: Option<TlsPem>,
+}
+
+/// A listener's certificate chain and private key, PEM, read from `tls.{cert,key}.path` or
+/// decoded from `tls.{cert,key}.base64` when the configuration is loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsPem {
+    /// Certificate chain (leaf first).
+    pub cert: Vec<u8>,
+    /// Private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("cert", &format_args!("{} bytes", self.cert.len()))
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `serve.proxy.timeout.{read,write,idle}` (Go durations). Unset means no timeout, as
+/// Oathkeeper's proxy transport has none towards upstreams: every timeout set here arms a
+/// Pingora timer per read, a measurable cost per request (see `docs/benchmarks.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyTimeouts {
+    /// Each wait for the client's request (header of a kept-alive request, body).
+    pub read: Option<std::time::Duration>,
+    /// Each wait for the upstream's response (Oathkeeper's write timeout bounds the whole
+    /// response, upstream time included). Expiry answers 504.
+    pub write: Option<std::time::Duration>,
+    /// Keep-alive idle time of client connections and of pooled upstream connections.
+    pub idle: Option<std::time::Duration>,
 }
 
 impl Listen {
@@ -84,6 +119,8 @@ pub struct GatewayConfig {
     pub proxy: Listen,
     /// `serve.proxy.trust_forwarded_headers`.
     pub trust_forwarded_headers: bool,
+    /// `serve.proxy.timeout`.
+    pub proxy_timeouts: ProxyTimeouts,
     /// `serve.api`.
     pub api: Listen,
     /// `serve.prometheus` (default port 9000).
@@ -196,15 +233,33 @@ impl GatewayConfig {
         let proxy = Listen {
             host: string("serve.proxy.host").unwrap_or_default(),
             port: port("serve.proxy.port", 4455)?,
+            tls: tls_pem(doc, "serve.proxy", base_dir).map_err(|(k, m)| invalid(&k, m))?,
         };
         let api = Listen {
             host: string("serve.api.host").unwrap_or_default(),
             port: port("serve.api.port", 4456)?,
+            tls: tls_pem(doc, "serve.api", base_dir).map_err(|(k, m)| invalid(&k, m))?,
         };
         let prometheus = Listen {
             host: string("serve.prometheus.host").unwrap_or_default(),
             port: port("serve.prometheus.port", 9000)?,
+            tls: None,
         };
+        let mut proxy_timeouts = ProxyTimeouts::default();
+        for (name, slot) in [
+            ("read", &mut proxy_timeouts.read),
+            ("write", &mut proxy_timeouts.write),
+            ("idle", &mut proxy_timeouts.idle),
+        ] {
+            let key = format!("serve.proxy.timeout.{name}");
+            if let Some(text) = string(&key) {
+                *slot = Some(
+                    parse_duration(&text)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| invalid(&key, format!("{text:?} is not a duration")))?,
+                );
+            }
+        }
         let prometheus_path =
             string("serve.prometheus.metrics_path").unwrap_or_else(|| "/metrics".to_owned());
         let trust_forwarded_headers = truthy(get("serve.proxy.trust_forwarded_headers"));
@@ -295,6 +350,7 @@ impl GatewayConfig {
         Ok(Self {
             proxy,
             trust_forwarded_headers,
+            proxy_timeouts,
             api,
             prometheus,
             prometheus_path,
@@ -383,6 +439,57 @@ fn resolve_repository(url: &str, base_dir: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// `<listener>.tls.{cert,key}.{path,base64}`: both or neither; `Err((key, message))`. Relative
+/// paths are tried against the working directory, then the config file's directory.
+fn tls_pem(
+    doc: &Value,
+    listener: &str,
+    base_dir: &Path,
+) -> Result<Option<TlsPem>, (String, String)> {
+    use base64::Engine as _;
+    let read = |what: &str| -> Result<Option<Vec<u8>>, (String, String)> {
+        let path_key = format!("{listener}.tls.{what}.path");
+        let base64_key = format!("{listener}.tls.{what}.base64");
+        let text = |key: &str| {
+            lookup(doc, key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+        };
+        if let Some(path) = text(&path_key) {
+            let path = PathBuf::from(path);
+            let path = if path.is_relative() && !path.exists() && base_dir.join(&path).exists() {
+                base_dir.join(path)
+            } else {
+                path
+            };
+            return std::fs::read(&path)
+                .map(Some)
+                .map_err(|e| (path_key, format!("{}: {e}", path.display())));
+        }
+        if let Some(encoded) = text(&base64_key) {
+            let cleaned: String = encoded.split_whitespace().collect();
+            return base64::engine::general_purpose::STANDARD
+                .decode(cleaned.as_bytes())
+                .map(Some)
+                .map_err(|_| (base64_key, "not valid base64".to_owned()));
+        }
+        Ok(None)
+    };
+    match (read("cert")?, read("key")?) {
+        (Some(cert), Some(key)) => Ok(Some(TlsPem { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err((
+            format!("{listener}.tls.key"),
+            "a certificate is configured without its key (path or base64)".to_owned(),
+        )),
+        (None, Some(_)) => Err((
+            format!("{listener}.tls.cert"),
+            "a key is configured without its certificate (path or base64)".to_owned(),
+        )),
+    }
+}
+
 fn lookup<'a>(doc: &'a Value, dotted: &str) -> Option<&'a Value> {
     dotted.split('.').try_fold(doc, |v, key| v.get(key))
 }
@@ -392,8 +499,19 @@ pub(crate) const KNOWN: &[&str] = &[
     "serve.proxy.host",
     "serve.proxy.port",
     "serve.proxy.trust_forwarded_headers",
+    "serve.proxy.timeout.read",
+    "serve.proxy.timeout.write",
+    "serve.proxy.timeout.idle",
+    "serve.proxy.tls.cert.path",
+    "serve.proxy.tls.cert.base64",
+    "serve.proxy.tls.key.path",
+    "serve.proxy.tls.key.base64",
     "serve.api.host",
     "serve.api.port",
+    "serve.api.tls.cert.path",
+    "serve.api.tls.cert.base64",
+    "serve.api.tls.key.path",
+    "serve.api.tls.key.base64",
     "serve.prometheus.host",
     "serve.prometheus.port",
     "serve.prometheus.metrics_path",
@@ -474,6 +592,46 @@ mod tests {
         let c = GatewayConfig::from_value(&doc, "t", Path::new("."))?;
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
         assert!(c.warnings.iter().any(|w| w.contains("serve.proxy.cors")));
+        Ok(())
+    }
+
+    #[test]
+    fn proxy_timeouts_and_tls_keys() -> Result<(), Box<dyn std::error::Error>> {
+        use base64::Engine as _;
+        use std::time::Duration;
+        let c = GatewayConfig::from_value(&json!({}), "t", Path::new("."))?;
+        assert_eq!(c.proxy_timeouts, ProxyTimeouts::default());
+        assert!(c.proxy.tls.is_none() && c.api.tls.is_none());
+
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("cert.pem"), "CERT")?;
+        let key64 = base64::engine::general_purpose::STANDARD.encode("KEY");
+        let doc = json!({"serve": {
+            "proxy": {
+                "timeout": {"read": "1s", "write": "250ms", "idle": "1m"},
+                "tls": {"cert": {"path": "cert.pem"}, "key": {"base64": key64}}
+            },
+            "api": {"tls": {"cert": {"path": "cert.pem"}}}
+        }});
+        let err = GatewayConfig::from_value(&doc, "gw.yml", dir.path()).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("serve.api.tls.key")));
+        let mut doc = doc;
+        doc["serve"]["api"] = json!({});
+        let c = GatewayConfig::from_value(&doc, "gw.yml", dir.path())?;
+        assert_eq!(c.proxy_timeouts.read, Some(Duration::from_secs(1)));
+        assert_eq!(c.proxy_timeouts.write, Some(Duration::from_millis(250)));
+        assert_eq!(c.proxy_timeouts.idle, Some(Duration::from_secs(60)));
+        let tls = c.proxy.tls.ok_or("no tls")?;
+        assert_eq!(
+            (tls.cert.as_slice(), tls.key.as_slice()),
+            (&b"CERT"[..], &b"KEY"[..])
+        );
+        assert!(!format!("{tls:?}").contains("KEY"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        doc["serve"]["proxy"]["timeout"]["write"] = json!("soon");
+        let err = GatewayConfig::from_value(&doc, "gw.yml", dir.path()).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("serve.proxy.timeout.write")));
         Ok(())
     }
 

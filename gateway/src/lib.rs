@@ -19,4 +19,5 @@ pub mod repository;
 pub mod server;
 pub mod stream;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -15,6 +15,7 @@ const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// Per-bucket counts (not cumulative: one atomic add per observation); rendering sums them.
 #[derive(Default)]
 struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
@@ -25,10 +26,8 @@ struct Histogram {
 impl Histogram {
     fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros
@@ -36,14 +35,15 @@ impl Histogram {
     }
 }
 
-/// Request series key: (service, rule, decision, status).
-type RequestKey = (String, String, &'static str, u16);
+/// Request counts of one service: rule id → (decision, status) → count. Nested maps so that a
+/// request is counted with borrowed keys (no allocation once its rule has been seen).
+type RequestCounts = BTreeMap<String, BTreeMap<(&'static str, u16), u64>>;
 
 /// The gateway's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    requests: Mutex<BTreeMap<&'static str, RequestCounts>>,
+    latency: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
     cache: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rules_loaded: AtomicU64,
     rule_reloads: AtomicU64,
@@ -54,7 +54,7 @@ impl Metrics {
     /// Records one decided request. `service` is `proxy` or `decisions`.
     pub fn request(
         &self,
-        service: &str,
+        service: &'static str,
         rule_id: &str,
         granted: bool,
         status: u16,
@@ -62,14 +62,18 @@ impl Metrics {
     ) {
         let decision = if granted { "allow" } else { "deny" };
         if let Ok(mut map) = self.requests.lock() {
-            *map.entry((service.to_owned(), rule_id.to_owned(), decision, status))
-                .or_default() += 1;
+            let rules = map.entry(service).or_default();
+            let counts = match rules.get_mut(rule_id) {
+                Some(counts) => counts,
+                None => rules.entry(rule_id.to_owned()).or_default(),
+            };
+            *counts.entry((decision, status)).or_default() += 1;
         }
         let histogram = self
             .latency
             .lock()
             .ok()
-            .map(|mut map| std::sync::Arc::clone(map.entry(service.to_owned()).or_default()));
+            .map(|mut map| std::sync::Arc::clone(map.entry(service).or_default()));
         if let Some(h) = histogram {
             h.observe(elapsed);
         }
@@ -108,13 +112,17 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE portcullis_gateway_requests_total counter");
         if let Ok(map) = self.requests.lock() {
-            for ((service, rule, decision, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "portcullis_gateway_requests_total{{service=\"{}\",rule=\"{}\",decision=\"{decision}\",status=\"{status}\"}} {n}",
-                    escape(service),
-                    escape(rule)
-                );
+            for (service, rules) in map.iter() {
+                for (rule, counts) in rules {
+                    for ((decision, status), n) in counts {
+                        let _ = writeln!(
+                            out,
+                            "portcullis_gateway_requests_total{{service=\"{}\",rule=\"{}\",decision=\"{decision}\",status=\"{status}\"}} {n}",
+                            escape(service),
+                            escape(rule)
+                        );
+                    }
+                }
             }
         }
         let _ = writeln!(
@@ -128,11 +136,12 @@ impl Metrics {
         if let Ok(map) = self.latency.lock() {
             for (service, h) in map.iter() {
                 let service = escape(service);
+                let mut cumulative = 0;
                 for (i, bound) in BUCKETS.iter().enumerate() {
+                    cumulative += h.buckets[i].load(Ordering::Relaxed);
                     let _ = writeln!(
                         out,
-                        "portcullis_gateway_decision_duration_seconds_bucket{{service=\"{service}\",le=\"{bound}\"}} {}",
-                        h.buckets[i].load(Ordering::Relaxed)
+                        "portcullis_gateway_decision_duration_seconds_bucket{{service=\"{service}\",le=\"{bound}\"}} {cumulative}"
                     );
                 }
                 let count = h.count.load(Ordering::Relaxed);

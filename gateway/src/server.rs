@@ -57,6 +57,21 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     let api_listener = std::net::TcpListener::bind(&api_addr)
         .with_context(|| format!("serve.api: cannot listen on {api_addr}"))?;
     api_listener.set_nonblocking(true)?;
+    let api_tls = match &config.api.tls {
+        Some(pem) => Some(
+            crate::tls::acceptor_builder(pem)
+                .map_err(|e| anyhow::anyhow!("{}: serve.api.tls: {e}", config_path.display()))?
+                .build(),
+        ),
+        None => None,
+    };
+    let proxy_tls = match &config.proxy.tls {
+        Some(pem) => Some(
+            crate::tls::acceptor_builder(pem)
+                .map_err(|e| anyhow::anyhow!("{}: serve.proxy.tls: {e}", config_path.display()))?,
+        ),
+        None => None,
+    };
     let prometheus_addr = config.prometheus.addr();
     let prometheus_listener = std::net::TcpListener::bind(&prometheus_addr)
         .with_context(|| format!("serve.prometheus: cannot listen on {prometheus_addr}"))?;
@@ -80,15 +95,23 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(
         &server.configuration,
-        GatewayProxy::new(Arc::clone(&pipeline), config.trust_forwarded_headers),
+        GatewayProxy::new(Arc::clone(&pipeline), &config),
     );
-    proxy.add_tcp(&proxy_addr);
+    match proxy_tls {
+        Some(builder) => proxy.add_tls_with_settings(
+            &proxy_addr,
+            None,
+            pingora::listeners::tls::TlsSettings::from(builder),
+        ),
+        None => proxy.add_tcp(&proxy_addr),
+    }
     server.add_service(proxy);
     server.add_service(background_service(
         "api",
         ApiService {
             listener: Mutex::new(Some(api_listener)),
             router: api::router(Arc::clone(&pipeline)),
+            tls: api_tls,
         },
     ));
     server.add_service(background_service(
@@ -96,6 +119,7 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
         ApiService {
             listener: Mutex::new(Some(prometheus_listener)),
             router: api::metrics_router(Arc::clone(&pipeline), &config.prometheus_path),
+            tls: None,
         },
     ));
     if let Some(settings) = stream {
@@ -112,6 +136,8 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
 struct ApiService {
     listener: Mutex<Option<std::net::TcpListener>>,
     router: axum::Router,
+    /// Serve HTTPS with this acceptor.
+    tls: Option<pingora::tls::ssl::SslAcceptor>,
 }
 
 #[async_trait]
@@ -126,15 +152,32 @@ impl BackgroundService for ApiService {
                 return;
             }
         };
-        let app = self.router.clone();
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let app = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let stop = async move {
             let _ = shutdown.changed().await;
-        })
-        .await;
+        };
+        let result = match &self.tls {
+            Some(acceptor) => {
+                use axum::serve::ListenerExt as _;
+                match crate::tls::TlsListener::new(listener, acceptor.clone()) {
+                    // `tap_io` gives the connections `ConnectInfo<SocketAddr>` like plain TCP.
+                    Ok(tls) => {
+                        axum::serve(tls.tap_io(|_| {}), app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        };
         if let Err(e) = result {
             tracing::error!(error = %e, "API server failed");
         }

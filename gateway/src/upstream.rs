@@ -12,6 +12,8 @@ use crate::pipeline::session::RequestInfo;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamBase {
     authority: String,
+    /// `authority` as the upstream `Host` header value (built once, shared by every request).
+    host_header: http::HeaderValue,
     addr: Option<std::net::SocketAddr>,
     tls: bool,
     sni: String,
@@ -33,6 +35,8 @@ impl UpstreamBase {
         };
         Ok(Self {
             addr: authority.parse().ok(),
+            host_header: http::HeaderValue::from_str(&authority)
+                .map_err(|_| "upstream url host is not a valid Host header")?,
             authority,
             tls: url.scheme() == "https",
             sni: host
@@ -49,6 +53,8 @@ impl UpstreamBase {
 pub struct Target {
     /// `host:port` to connect to (and the `Host` header unless `preserve_host`).
     pub authority: String,
+    /// `authority` as a header value.
+    pub host_header: http::HeaderValue,
     /// The address when the upstream host is an IP literal (no resolution needed).
     pub addr: Option<std::net::SocketAddr>,
     /// Connect with TLS.
@@ -72,17 +78,23 @@ impl Target {
                 "the matched rule has no upstream URL",
             ));
         };
-        let mut path = join_path(&base.base_path, &req.path);
+        // `req.path` is already clean: with an empty or `/` base path the join is the path.
+        let mut path = if matches!(base.base_path.as_str(), "" | "/") && req.path.starts_with('/') {
+            req.path.clone()
+        } else {
+            join_path(&base.base_path, &req.path)
+        };
         if let Some(strip) = upstream.strip_path.as_deref() {
             path = strip_path(&path, strip);
         }
-        let path = encode_path(&path);
-        let path_and_query = match &req.query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
+        let mut path_and_query = encode_path(path);
+        if let Some(q) = &req.query {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
         Ok(Self {
             authority: base.authority.clone(),
+            host_header: base.host_header.clone(),
             addr: base.addr,
             tls: base.tls,
             sni: base.sni.clone(),
@@ -117,14 +129,25 @@ fn strip_path(path: &str, strip: &str) -> String {
     }
 }
 
+/// Whether a path byte goes on the wire as it is.
+fn path_byte_ok(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&byte)
+}
+
 /// Re-encodes the characters a decoded path may contain that cannot go on the wire.
-fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
+fn encode_path(path: String) -> String {
+    if path.bytes().all(path_byte_ok) {
+        return path;
+    }
+    let mut out = String::with_capacity(path.len() + 8);
     for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&byte) {
+        if path_byte_ok(byte) {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 15)] as char);
         }
     }
     out
@@ -142,7 +165,8 @@ mod tests {
         assert_eq!(strip_path("/foo/api/users/1", "api"), "/foo/users/1");
         assert_eq!(strip_path("/api", "/api/"), "/");
         assert_eq!(strip_path("/a/b", ""), "/a/b");
-        assert_eq!(encode_path("/a b/é"), "/a%20b/%C3%A9");
+        assert_eq!(encode_path("/a b/é".to_owned()), "/a%20b/%C3%A9");
+        assert_eq!(encode_path("/plain/path".to_owned()), "/plain/path");
     }
 
     #[test]

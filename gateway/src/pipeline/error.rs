@@ -90,6 +90,7 @@ impl PipelineError {
                 "The request entity has a media type which the server or resource does not support"
             }
             429 => "Too many requests",
+            502 => "The upstream service could not be reached",
             503 => "The upstream service is not available",
             504 => "The upstream service is timing out",
             _ => "An internal server error occurred, please contact the system administrator",

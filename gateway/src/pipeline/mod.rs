@@ -59,13 +59,20 @@ pub struct PreparedRule {
     mutators: Vec<Arc<dyn Mutator>>,
     errors: Arc<[ErrorHandlerEntry]>,
     needs_body: bool,
+    /// Some handler may read `MatchContext.RegexpCaptureGroups` (templates, hydrator): only
+    /// then are capture groups extracted from the URL.
+    needs_captures: bool,
+    /// `noop` authenticator first, `allow`, only `noop` mutators: the outcome is known without
+    /// running the handlers (the pass-through fast path, no boxed futures).
+    pass_through: bool,
     upstream: Option<Arc<crate::upstream::UpstreamBase>>,
 }
 
 /// The rule a request matched, before its handlers ran.
 pub struct Matched {
     snapshot: Arc<Snapshot>,
-    found: portcullis_rules::Match,
+    found: portcullis_rules::Found,
+    url: String,
 }
 
 impl Matched {
@@ -378,6 +385,13 @@ impl Pipeline {
         Ok(PreparedRule {
             upstream,
             needs_body: rule.authorizer.handler == "remote",
+            needs_captures: needs_captures(rule),
+            pass_through: rule
+                .authenticators
+                .first()
+                .is_some_and(|h| h.handler == "noop")
+                && rule.authorizer.handler == "allow"
+                && rule.mutators.iter().all(|h| h.handler == "noop"),
             authenticators,
             authorizer,
             mutators,
@@ -395,7 +409,7 @@ impl Pipeline {
     pub fn match_request(&self, req: &RequestInfo) -> Result<Matched, Refusal> {
         let snapshot = self.snapshot.load_full();
         let url = req.match_url();
-        let found = snapshot.rules.find(&req.method, &url).map_err(|e| {
+        let found = snapshot.rules.find_rule(&req.method, &url).map_err(|e| {
             let error = match &e {
                 MatchError::NotFound => PipelineError::not_found(e.to_string()),
                 MatchError::Multiple(ids) => {
@@ -410,12 +424,20 @@ impl Pipeline {
                 error,
             }
         })?;
-        Ok(Matched { snapshot, found })
+        Ok(Matched {
+            snapshot,
+            found,
+            url,
+        })
     }
 
     /// Runs the matched rule's handlers (second half of [`Pipeline::decide`]).
     pub async fn run(&self, matched: Matched, req: &RequestInfo) -> Result<Decision, Refusal> {
-        let Matched { snapshot, found } = matched;
+        let Matched {
+            snapshot,
+            found,
+            url,
+        } = matched;
         let rule = found.rule;
         let Some(prepared) = snapshot.prepared.get(found.index) else {
             return Err(Refusal {
@@ -429,10 +451,29 @@ impl Pipeline {
             rule_errors: Some(Arc::clone(&prepared.errors)),
             error,
         };
+        let capture_groups = if prepared.needs_captures {
+            snapshot
+                .rules
+                .capture_groups(found.index, &url)
+                .map_err(|e| refuse(&rule, PipelineError::internal(e.to_string())))?
+        } else {
+            Vec::new()
+        };
         let mut session = AuthenticationSession {
-            capture_groups: found.capture_groups,
+            capture_groups,
             ..Default::default()
         };
+        if prepared.pass_through {
+            // What the handlers would do: `noop` authenticates with an empty subject, `allow`
+            // allows, `noop` mutators change nothing (and make `/decisions` echo the headers).
+            return Ok(Decision {
+                rule,
+                session,
+                echo_request_headers: !prepared.mutators.is_empty(),
+                rule_errors: Arc::clone(&prepared.errors),
+                upstream: prepared.upstream.clone(),
+            });
+        }
         let mut authenticated = false;
         for authenticator in &prepared.authenticators {
             match authenticator.authenticate(req, &mut session).await {
@@ -505,4 +546,16 @@ impl Pipeline {
             false,
         )
     }
+}
+
+/// Whether a rule's handlers may read the regexp capture groups: every handler except the ones
+/// known not to use templates or the match context.
+fn needs_captures(rule: &Rule) -> bool {
+    const BLIND: &[&str] = &["noop", "allow", "deny", "anonymous", "unauthorized"];
+    !(rule
+        .authenticators
+        .iter()
+        .chain(std::iter::once(&rule.authorizer))
+        .chain(rule.mutators.iter())
+        .all(|h| BLIND.contains(&h.handler.as_str())))
 }

@@ -190,6 +190,18 @@ impl Gateway {
 
     /// Like [`Gateway::start`] with extra environment variables.
     pub async fn start_with_env(extra_config: &str, rules: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_with_schemes(extra_config, rules, env, ("http", "http"), &client()).await
+    }
+
+    /// Like [`Gateway::start_with_env`] with the proxy and API URL schemes (`https` when the
+    /// environment configures TLS) and the client that probes them.
+    pub async fn start_with_schemes(
+        extra_config: &str,
+        rules: &str,
+        env: &[(&str, &str)],
+        (proxy_scheme, api_scheme): (&str, &str),
+        probe: &reqwest::Client,
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (proxy_port, api_port, metrics_port) = (free_port(), free_port(), free_port());
         let rules = rules.replace("{proxy}", &format!("127.0.0.1:{proxy_port}"));
@@ -212,18 +224,17 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("spawn gateway: {e}"));
         let mut gateway = Gateway {
             child,
-            proxy: format!("http://127.0.0.1:{proxy_port}"),
-            api: format!("http://127.0.0.1:{api_port}"),
+            proxy: format!("{proxy_scheme}://127.0.0.1:{proxy_port}"),
+            api: format!("{api_scheme}://127.0.0.1:{api_port}"),
             metrics: format!("http://127.0.0.1:{metrics_port}"),
             dir,
         };
-        gateway.wait_until_serving().await;
+        gateway.wait_until_serving(probe).await;
         gateway
     }
 
     /// Waits until both ports answer (the proxy with anything, the API's alive check with 200).
-    async fn wait_until_serving(&mut self) {
-        let client = client();
+    async fn wait_until_serving(&mut self, client: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {

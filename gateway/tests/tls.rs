@@ -1,0 +1,208 @@
+//! HTTPS on the proxy and API ports (`serve.{proxy,api}.tls.{cert,key}.{path,base64}`), over
+//! real TLS: a test CA signs a certificate for 127.0.0.1, the client trusts only that CA.
+
+mod support;
+
+use base64::Engine as _;
+use openssl::asn1::Asn1Time;
+use openssl::bn::BigNum;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
+use openssl::x509::{X509, X509NameBuilder};
+use support::*;
+
+/// A CA, and a server certificate (with the chain leaf + CA) and key it signed.
+struct Pki {
+    ca: Vec<u8>,
+    chain: Vec<u8>,
+    key: Vec<u8>,
+}
+
+fn certificate(
+    name: &str,
+    key: &PKey<Private>,
+    issuer: Option<(&X509, &PKey<Private>)>,
+    serial: u32,
+) -> X509 {
+    let build = || -> Result<X509, openssl::error::ErrorStack> {
+        let mut subject = X509NameBuilder::new()?;
+        subject.append_entry_by_text("CN", name)?;
+        let subject = subject.build();
+        let mut cert = X509::builder()?;
+        cert.set_version(2)?;
+        let serial = BigNum::from_u32(serial)?.to_asn1_integer()?;
+        cert.set_serial_number(&serial)?;
+        cert.set_subject_name(&subject)?;
+        cert.set_pubkey(key)?;
+        let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(2)?);
+        cert.set_not_before(&not_before)?;
+        cert.set_not_after(&not_after)?;
+        match issuer {
+            Some((ca, ca_key)) => {
+                cert.set_issuer_name(ca.subject_name())?;
+                cert.append_extension(BasicConstraints::new().build()?)?;
+                cert.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+                let san = SubjectAlternativeName::new()
+                    .ip("127.0.0.1")
+                    .dns("localhost")
+                    .build(&cert.x509v3_context(Some(ca), None))?;
+                cert.append_extension(san)?;
+                cert.sign(ca_key, MessageDigest::sha256())?;
+            }
+            None => {
+                cert.set_issuer_name(&subject)?;
+                cert.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+                cert.sign(key, MessageDigest::sha256())?;
+            }
+        }
+        Ok(cert.build())
+    };
+    build().unwrap_or_else(|e| panic!("certificate {name}: {e}"))
+}
+
+fn pki() -> Pki {
+    let ec = || PKey::ec_gen("prime256v1").unwrap_or_else(|e| panic!("key: {e}"));
+    let (ca_key, server_key) = (ec(), ec());
+    let ca = certificate("portcullis test CA", &ca_key, None, 1);
+    let server = certificate("127.0.0.1", &server_key, Some((&ca, &ca_key)), 2);
+    let pem = |cert: &X509| cert.to_pem().unwrap_or_else(|e| panic!("pem: {e}"));
+    Pki {
+        ca: pem(&ca),
+        chain: [pem(&server), pem(&ca)].concat(),
+        key: server_key
+            .private_key_to_pem_pkcs8()
+            .unwrap_or_else(|e| panic!("key pem: {e}")),
+    }
+}
+
+fn trusting(pki: &Pki) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&pki.ca).unwrap_or_else(|e| panic!("ca: {e}"));
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+const RULES: &str = r#"
+- id: tls-public
+  match:
+    url: https://{proxy}/<.*>
+    methods: [GET]
+  upstream:
+    url: UPSTREAM
+  authenticators: [{handler: anonymous}]
+  authorizer: {handler: allow}
+  mutators:
+    - handler: header
+      config:
+        headers:
+          X-Matched-Url: "{{ .MatchContext.URL.Scheme }}"
+"#;
+
+/// The proxy serves HTTPS from PEM files and the API from base64 PEM (both through Ory-style
+/// environment keys); rules see the `https` scheme; plain HTTP is not served on either port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_and_api_serve_https() {
+    let pki = pki();
+    let upstream = start_upstream().await;
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (cert_path, key_path) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::write(&cert_path, &pki.chain).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_path, &pki.key).unwrap_or_else(|e| panic!("{e}"));
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let (cert_b64, key_b64) = (b64(&pki.chain), b64(&pki.key));
+    let (cert_path, key_path) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let env = [
+        ("SERVE_PROXY_TLS_CERT_PATH", cert_path.as_str()),
+        ("SERVE_PROXY_TLS_KEY_PATH", key_path.as_str()),
+        ("SERVE_API_TLS_CERT_BASE64", cert_b64.as_str()),
+        ("SERVE_API_TLS_KEY_BASE64", key_b64.as_str()),
+    ];
+    let client = trusting(&pki);
+    let gw = Gateway::start_with_schemes(
+        &handlers_yaml("http://127.0.0.1:9/unused"),
+        &RULES.replace("UPSTREAM", &upstream),
+        &env,
+        ("https", "https"),
+        &client,
+    )
+    .await;
+
+    let response = client
+        .get(format!("{}/hello?x=1", gw.proxy))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let echoed: serde_json::Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(echoed["path"], "/hello");
+    assert_eq!(echoed["headers"]["x-matched-url"], "https");
+    assert_eq!(echoed["headers"]["x-forwarded-proto"], "https");
+
+    let ready = client
+        .get(format!("{}/health/ready", gw.api))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ready.status(), 200);
+    let decision = client
+        .get(format!("{}/decisions/hello", gw.api))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", gw.proxy.trim_start_matches("https://"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.status(), 200);
+    assert_eq!(decision.headers()["x-matched-url"], "https");
+
+    // Neither port answers plain HTTP.
+    for base in [&gw.proxy, &gw.api] {
+        let plain = base.replacen("https://", "http://", 1);
+        let answer = support::client()
+            .get(format!("{plain}/health/alive"))
+            .send()
+            .await;
+        assert!(
+            answer.is_err(),
+            "{plain} answered plain HTTP: {:?}",
+            answer.map(|r| r.status())
+        );
+    }
+}
+
+/// A key that does not belong to the certificate stops start-up with a message naming the key,
+/// without the key material.
+#[test]
+fn mismatched_key_fails_start_up() {
+    let (one, other) = (pki(), pki());
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (cert_path, key_path) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::write(&cert_path, &one.chain).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_path, &other.key).unwrap_or_else(|e| panic!("{e}"));
+    let extra = format!(
+        "{}\n",
+        handlers_yaml("http://127.0.0.1:9/unused").trim_end()
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-gateway"))
+        .args(["serve", "-c"])
+        .arg(write_files(&files, free_port(), free_port(), &extra, "[]"))
+        .env("LOG_LEVEL", "warn")
+        .env("SERVE_PROXY_TLS_CERT_PATH", &cert_path)
+        .env("SERVE_PROXY_TLS_KEY_PATH", &key_path)
+        .output()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("serve.proxy.tls") && stderr.contains("does not match"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+}
