@@ -248,6 +248,18 @@ def with_done(work, args):
     return args
 
 
+def gateway_cache_counters():
+    """The gateway's cache lookups so far ({"jwt hit": n, ...}), from its metrics port; empty when
+    no gateway is running. Shows whether a "cached" or "uncached" variant really was."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORTCULLIS_METRICS_PORT}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    found = re.findall(r'^portcullis_gateway_cache_requests_total\{cache="([^"]+)",result="([^"]+)"\} (\d+)', text, re.M)
+    return {f"{c} {res}": int(n) for c, res, n in found}
+
+
 def run_scenario(sc, work, duration, rounds, connections):
     print(f"\n== scenario {sc.key}: {sc.title}", flush=True)
     load_before = loadavg()
@@ -265,9 +277,10 @@ def run_scenario(sc, work, duration, rounds, connections):
                         pids |= descendants(p.proc.pid)
                     idle_rss = rss_kib(pids, "VmRSS")
                     sh(["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c4", "-d1s", *v.wrk_args, v.url],
-                       stdout=subprocess.DEVNULL)  # warm-up
+                       stdout=subprocess.DEVNULL, env={**os.environ, "WRK_WARMUP": "1"})  # warm-up
                     aux = next((p for p in sc.background if p.name == sc.aux), None)
                     aux_pids = descendants(aux.proc.pid) if aux else set()
+                    lookups0 = gateway_cache_counters()
                     cpu0, aux0 = cpu_seconds(pids), cpu_seconds(aux_pids)
                     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
                                           "--latency", *with_done(work, v.wrk_args), v.url], check=True, capture_output=True, text=True).stdout
@@ -276,12 +289,15 @@ def run_scenario(sc, work, duration, rounds, connections):
                     res["cpu_s"] = cpu
                     res["cpu_us_per_req"] = cpu / res["requests"] * 1e6 if res["requests"] else None
                     res["peak_rss_kib"] = rss_kib(pids, "VmHWM")
+                    res["cache_lookups"] = {k: n - lookups0.get(k, 0) for k, n in gateway_cache_counters().items()}
                     res["idle_rss_kib"] = idle_rss
                     if aux:
                         res["aux_cpu_us_per_req"] = aux_cpu / res["requests"] * 1e6 if res["requests"] else None
                         res["aux_peak_rss_kib"] = rss_kib(aux_pids, "VmHWM")
                     runs[v.name].append(res)
                     flag = f"  non-2xx {res['non_2xx']}" if res["non_2xx"] else ""
+                    if res["cache_lookups"]:
+                        flag += "  cache " + ", ".join(f"{k} {n}" for k, n in sorted(res["cache_lookups"].items()))
                     print(f"round {r + 1}/{rounds} {v.name:44s} {res['rps']:9.0f} req/s  p99 {res['p99_ms'] or 0:7.2f} ms  "
                           f"{res['cpu_us_per_req'] or 0:7.1f} µs CPU/req{flag}", flush=True)
                 finally:
@@ -300,7 +316,8 @@ def run_scenario(sc, work, duration, rounds, connections):
 
     summary = {}
     for name, rs in runs.items():
-        summary[name] = {k: median([r.get(k) for r in rs]) for k in rs[0]}
+        summary[name] = {k: median([r.get(k) for r in rs]) for k in rs[0] if k != "cache_lookups"}
+        summary[name]["cache_lookups"] = rs[-1].get("cache_lookups") or {}
     for name, s in summary.items():
         for ref in sc.refs:
             base = summary[ref]
@@ -335,7 +352,12 @@ def table(key, res):
             row += [fmt(v.get("aux_cpu_us_per_req"), ".1f"),
                     fmt(v["aux_peak_rss_kib"] / 1024 if v.get("aux_peak_rss_kib") else None, ".1f")]
         lines.append("| " + " | ".join(row) + " |")
-    notes = [f"- {n}: {t}" for n, t in res["notes"].items() if t]
+    def note(n, t):
+        lookups = s[n].get("cache_lookups") or {}
+        counted = ", ".join(f"{k} {v}" for k, v in sorted(lookups.items()))
+        return "; ".join(x for x in (t, f"gateway cache lookups in the measured run (last round): {counted}" if counted else "") if x)
+
+    notes = [f"- {n}: {note(n, t)}" for n, t in res["notes"].items() if note(n, t)]
     if res["note"] or notes:
         lines += ["", *([res["note"]] if res["note"] else []), *notes]
     return lines
@@ -513,11 +535,15 @@ def jwt_material(d):
     return tokens[0]
 
 
-def lua_tokens(d, name, tokens_file):
+def lua_tokens(d, name, tokens_file, warmup_file):
+    """A wrk script sending the tokens of `tokens_file` round-robin; the warm-up run (WRK_WARMUP
+    set) sends the token of `warmup_file` instead, so it cannot pre-fill the gateway's cache
+    with the tokens the measured run starts with."""
     path = d / f"{name}.lua"
     path.write_text(f"""
 local tokens = {{}}
-for line in io.lines("{tokens_file}") do tokens[#tokens + 1] = line end
+local source = os.getenv("WRK_WARMUP") and "{warmup_file}" or "{tokens_file}"
+for line in io.lines(source) do tokens[#tokens + 1] = line end
 local i = 0
 request = function()
   i = i % #tokens + 1
@@ -531,7 +557,7 @@ end
 def scenario_jwt(env):
     d = env.d
     token = jwt_material(d)
-    rotating = lua_tokens(d, "rotating", d / "rotating-tokens.txt")
+    rotating = lua_tokens(d, "rotating", d / "rotating-tokens.txt", d / "one-token.txt")
     rules = d / "jwt.rules.yml"
     rules.write_text(rule("jwt", "/<.*>", authn="jwt"))
     handlers = f"""
@@ -705,9 +731,10 @@ mutators:
     per_request = d / "distinct-paths.lua"
     per_request.write_text("""
 local i = 0
+local prefix = os.getenv("WRK_WARMUP") and "/bench/warm-up-" or "/bench/"
 request = function()
   i = i + 1
-  return wrk.format(nil, "/bench/" .. i)
+  return wrk.format(nil, prefix .. i)
 end
 """)
     es, rs = gateway_config(d, "id-es", rules, handlers("es256")), gateway_config(d, "id-rs", rules, handlers("rs256-sign"))
