@@ -398,3 +398,75 @@ async fn error_page(
     };
     error_response(&state, StatusCode::OK, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(flow: Value) -> String {
+        let templates = Templates::load(None).unwrap();
+        let context = json!({
+            "title": "T",
+            "flow_name": "settings",
+            "view": view::flow_view(&flow),
+            "links": [],
+            "flow": flow,
+        });
+        templates.render("flow.html", &context).unwrap()
+    }
+
+    #[test]
+    fn every_node_type_renders() {
+        let html = page(
+            json!({"ui": {"action": "https://id.example/self-service/settings?flow=1",
+                "method": "POST", "messages": [{"id": 1050001, "text": "Saved <ok>", "type": "success"}],
+                "nodes": [
+                {"type": "input", "group": "default", "messages": [], "meta": {},
+                 "attributes": {"name": "csrf_token", "type": "hidden", "value": "a/b+c=", "node_type": "input"}},
+                {"type": "img", "group": "totp", "messages": [], "meta": {"label": {"id": 1050005, "text": "QR code"}},
+                 "attributes": {"id": "totp_qr", "src": "data:image/png;base64,AAAA", "width": 256, "height": 256, "node_type": "img"}},
+                {"type": "text", "group": "totp", "messages": [], "meta": {"label": {"id": 1050006, "text": "Secret"}},
+                 "attributes": {"id": "totp_secret_key", "text": {"id": 1050017, "text": "JBSWY3DP", "type": "info"}, "node_type": "text"}},
+                {"type": "input", "group": "totp", "messages": [{"id": 4000008, "text": "Wrong code", "type": "error"}],
+                 "meta": {"label": {"id": 1070006, "text": "Verify code"}},
+                 "attributes": {"name": "totp_code", "type": "text", "required": true, "autocomplete": "one-time-code", "node_type": "input"}},
+                {"type": "input", "group": "profile", "messages": [], "meta": {"label": {"id": 1, "text": "Newsletter"}},
+                 "attributes": {"name": "traits.newsletter", "type": "checkbox", "value": true, "node_type": "input"}},
+                {"type": "a", "group": "lookup_secret", "messages": [], "meta": {},
+                 "attributes": {"id": "help", "href": "https://example.com/help", "title": {"id": 1, "text": "Help"}, "node_type": "a"}},
+                {"type": "script", "group": "webauthn", "messages": [], "meta": {},
+                 "attributes": {"id": "webauthn_script", "src": "https://id.example/webauthn.js", "async": true,
+                                "integrity": "sha512-x", "crossorigin": "anonymous", "referrerpolicy": "no-referrer",
+                                "type": "text/javascript", "nonce": "n", "node_type": "script"}}
+            ]}}),
+        );
+        assert!(html.contains("Saved &lt;ok&gt;"), "{html}");
+        assert!(html.contains(r#"<input type="hidden" name="csrf_token" value="a/b+c=">"#));
+        assert!(html.contains(
+            r#"src="data:image/png;base64,AAAA" width="256" height="256" alt="QR code""#
+        ));
+        assert!(
+            html.contains(r#"data-node="totp_secret_key""#) && html.contains(">JBSWY3DP</code>")
+        );
+        assert!(html.contains(r#"autocomplete="one-time-code" aria-invalid="true" aria-describedby="ui-totp-totp-code-3-msg-0""#), "{html}");
+        assert!(html.contains(r#"<p id="ui-totp-totp-code-3-msg-0" class="msg msg-error" data-message-id="4000008">Wrong code</p>"#));
+        assert!(html.contains(r#"type="checkbox" id="ui-profile-traits-newsletter-4" name="traits.newsletter" value="true" checked"#), "{html}");
+        assert!(
+            html.contains(
+                r#"<a id="ui-lookup-secret-help-5" href="https://example.com/help">Help</a>"#
+            ),
+            "{html}"
+        );
+        assert!(html.contains(r#"<script src="https://id.example/webauthn.js" async type="text/javascript" integrity="sha512-x""#), "{html}");
+        assert_eq!(
+            html.matches("<form ").count(),
+            4,
+            "one form per method group"
+        );
+        assert_eq!(
+            html.matches("name=\"csrf_token\"").count(),
+            4,
+            "csrf in every form"
+        );
+    }
+}
