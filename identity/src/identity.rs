@@ -35,10 +35,31 @@ pub fn new_identity(schema: &IdentitySchema, traits: Value, now: i64) -> Identit
         metadata_public: None,
         metadata_admin: None,
         external_id: None,
+        available_aal: "aal1".to_owned(),
         state_changed_at: now,
         created_at: now,
         updated_at: now,
     }
+}
+
+/// A human name for an identity (authenticator apps show it): its first address, else its
+/// first string trait, else its id.
+pub fn display_identifier(identity: &IdentityRecord) -> String {
+    identity
+        .verifiable_addresses
+        .as_array()
+        .into_iter()
+        .chain(identity.recovery_addresses.as_array())
+        .flatten()
+        .find_map(|a| a["value"].as_str())
+        .or_else(|| {
+            identity
+                .traits
+                .as_object()
+                .and_then(|t| t.values().find_map(Value::as_str))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| identity.id.to_string())
 }
 
 /// The public identity JSON (no credentials, no admin metadata), as whoami shows it.

@@ -166,7 +166,18 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
         &settings.public_base,
         crate::courier::Courier::new(courier_templates),
     ));
+    let cipher = crate::cipher::Cipher::new(&config.secrets.cipher);
+    if config.selfservice.methods.totp.enabled && !cipher.is_configured() {
+        tracing::warn!(
+            "selfservice.methods.totp is enabled but secrets.cipher (SECRETS_CIPHER) is not set: TOTP enrolment is unavailable"
+        );
+    }
     let state = AppState {
+        cipher: Arc::new(cipher),
+        second_factor: Arc::new(crate::flow::second_factor::SecondFactor::from_config(
+            &config,
+            &settings.public_base,
+        )),
         email: email.clone(),
         store: Arc::new(store.clone()),
         schemas: registry,

@@ -226,6 +226,9 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Recovery and verification settings, their code key, and the courier.
     pub email: Arc<crate::flow::code::EmailFlows>,
+    /// `secrets.cipher` (TOTP secrets at rest).
+    pub cipher: Arc<crate::cipher::Cipher>,
+    pub second_factor: Arc<crate::flow::second_factor::SecondFactor>,
     /// The built-in UI's compiled templates.
     pub ui: Arc<crate::ui::Templates>,
 }

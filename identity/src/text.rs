@@ -254,3 +254,58 @@ impl Message {
         Self::validation("The request was submitted too often. Please request another code.")
     }
 }
+
+/// Messages of the TOTP second factor.
+impl Message {
+    pub fn label_totp_unlink() -> Self {
+        Self::info(1050008, "Unlink TOTP Authenticator App")
+    }
+
+    pub fn label_totp_qr() -> Self {
+        Self::info(1050005, "Authenticator app QR code")
+    }
+
+    /// The secret shown next to the QR code.
+    pub fn totp_secret(secret: &str) -> Self {
+        Self::new(
+            1050006,
+            "info",
+            secret.to_owned(),
+            Some(json!({ "secret": secret })),
+        )
+    }
+
+    pub fn label_totp_secret() -> Self {
+        Self::info(
+            1050017,
+            "This is your authenticator app secret. Use it if you can not scan the QR code.",
+        )
+    }
+
+    pub fn label_verify_code() -> Self {
+        Self::info(1070006, "Verify code")
+    }
+
+    pub fn label_authentication_code() -> Self {
+        Self::info(1010006, "Authentication code")
+    }
+
+    pub fn label_use_authenticator() -> Self {
+        Self::info(1010009, "Use Authenticator")
+    }
+
+    pub fn second_factor_required() -> Self {
+        Self::info(
+            1010004,
+            "Please complete the second authentication challenge.",
+        )
+    }
+
+    pub fn totp_invalid() -> Self {
+        Self::error(
+            4000008,
+            "The provided authentication code is invalid, please try again.".to_owned(),
+            json!({}),
+        )
+    }
+}

@@ -125,6 +125,22 @@ pub struct Methods {
     pub password: PasswordMethod,
     pub code: CodeMethod,
     pub link: CodeMethod,
+    pub totp: TotpMethod,
+}
+
+/// `selfservice.methods.totp` (off by default, like Kratos); `config.issuer` names the service
+/// in authenticator apps (default: the public host).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct TotpMethod {
+    pub enabled: bool,
+    pub config: TotpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct TotpConfig {
+    pub issuer: Option<String>,
 }
 
 /// `selfservice.methods.code` and `.link`: on by default; `config.lifespan` is how long a code
@@ -326,6 +342,8 @@ pub struct SettingsFlow {
     pub ui_url: Option<String>,
     pub lifespan: String,
     pub privileged_session_max_age: String,
+    /// `highest_available` (default) or `aal1`.
+    pub required_aal: String,
 }
 
 impl Default for SettingsFlow {
@@ -334,6 +352,7 @@ impl Default for SettingsFlow {
             ui_url: None,
             lifespan: "1h".to_owned(),
             privileged_session_max_age: "1h".to_owned(),
+            required_aal: "highest_available".to_owned(),
         }
     }
 }
@@ -495,6 +514,23 @@ impl Argon2Config {
 pub struct SessionConfig {
     pub lifespan: String,
     pub cookie: SessionCookie,
+    pub whoami: WhoamiConfig,
+}
+
+/// `session.whoami.required_aal`: `highest_available` (default: a session of an identity with a
+/// second factor must be AAL2) or `aal1`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WhoamiConfig {
+    pub required_aal: String,
+}
+
+impl Default for WhoamiConfig {
+    fn default() -> Self {
+        Self {
+            required_aal: "highest_available".to_owned(),
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -502,6 +538,7 @@ impl Default for SessionConfig {
         Self {
             lifespan: "24h".to_owned(),
             cookie: SessionCookie::default(),
+            whoami: WhoamiConfig::default(),
         }
     }
 }

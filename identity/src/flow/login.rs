@@ -88,6 +88,17 @@ async fn create(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    let request_url = format!("{}{}", state.settings.public_base, uri.0);
+    if query.get("aal").and_then(Value::as_str) == Some("aal2") {
+        return super::second_factor::create_login(
+            &state,
+            flow_type,
+            request_url,
+            return_to,
+            &headers,
+        )
+        .await;
+    }
     let refresh = query.get("refresh").and_then(Value::as_str) == Some("true");
     if !refresh {
         match state.current_session(&headers).await {
@@ -105,7 +116,6 @@ async fn create(
         FlowType::Browser => cookie.into_iter().collect(),
         FlowType::Api => Vec::new(),
     };
-    let request_url = format!("{}{}", state.settings.public_base, uri.0);
     match super::create(&state, KIND, flow_type, request_url, return_to, csrf).await {
         Ok(record) => super::created_response(&state, KIND, &record, &headers, &cookies),
         Err(e) => e.into_response(),
@@ -144,6 +154,9 @@ pub async fn submit(
         Ok(r) => r,
         Err(response) => return response,
     };
+    if record.identity_id.is_some() {
+        return super::second_factor::submit_login(&state, record, &headers, &body).await;
+    }
     let flow_type = FlowType::of(&record.flow_type);
     clear_messages(&mut record.ui);
     if body.get("method").and_then(Value::as_str) != Some("password") {

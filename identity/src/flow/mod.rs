@@ -7,6 +7,7 @@ pub mod login;
 pub mod logout;
 pub mod recovery;
 pub mod registration;
+pub mod second_factor;
 pub mod settings;
 mod submit;
 pub mod verification;
@@ -235,7 +236,13 @@ pub fn flow_json(state: &AppState, record: &FlowRecord) -> Value {
     }
     if record.kind == "login" {
         flow["refresh"] = json!(false);
-        flow["requested_aal"] = json!("aal1");
+        // Step-up (AAL2) login flows are bound to the identity of the session they upgrade.
+        let aal = if record.identity_id.is_some() {
+            "aal2"
+        } else {
+            "aal1"
+        };
+        flow["requested_aal"] = json!(aal);
     }
     flow
 }

@@ -80,7 +80,7 @@ async fn create(
         Err(e) => return e.into_response(),
     };
     let request_url = format!("{}{}", state.settings.public_base, uri.0);
-    let (_, identity) = match state.current_session(&headers).await {
+    let (session, identity) = match state.current_session(&headers).await {
         Ok(Some(s)) => s,
         Ok(None) if flow_type == FlowType::Browser && wants_html(&headers) => {
             let mut login = match Url::parse(&format!(
@@ -98,6 +98,9 @@ async fn create(
         Ok(None) => return ApiError::unauthorized().into_response(),
         Err(e) => return e.into_response(),
     };
+    if let Some(response) = aal2_gate(&state, &session, &identity, &headers, &request_url) {
+        return response;
+    }
     let (csrf, cookie) = super::csrf_for_request(&state, &headers);
     let cookies: Vec<String> = match flow_type {
         FlowType::Browser => cookie.into_iter().collect(),
@@ -136,7 +139,34 @@ pub async fn new_flow(
         identity_id: Some(identity.id),
         state: "show_form",
     };
-    super::create_with(state, new).await
+    let mut record = super::create_with(state, new).await?;
+    super::second_factor::add_settings_nodes(state, &mut record, identity).await?;
+    Ok(record)
+}
+
+/// `highest_available`: an AAL1 session of an identity with a second factor must step up first
+/// (browsers are sent to the step-up login).
+fn aal2_gate(
+    state: &AppState,
+    session: &SessionRecord,
+    identity: &IdentityRecord,
+    headers: &HeaderMap,
+    return_to: &str,
+) -> Option<Response> {
+    if !state.second_factor.settings_highest_available
+        || !super::second_factor::needs_aal2(session, identity)
+    {
+        return None;
+    }
+    let error = super::second_factor::aal2_required(state, Some(return_to));
+    if wants_html(headers) {
+        let target = error.body()["redirect_browser_to"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_default();
+        return Some(super::see_other(&target));
+    }
+    Some(error.into_response())
 }
 
 /// `GET /self-service/settings/flows?id=`.
@@ -210,6 +240,9 @@ pub async fn submit(
             .reason("The flow belongs to another identity.")
             .into_response();
     }
+    if let Some(response) = aal2_gate(&state, &session, &identity, &headers, &record.request_url) {
+        return response;
+    }
     let Some(schema) = state.schemas.load().get(&identity.schema_id) else {
         return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
     };
@@ -248,9 +281,31 @@ pub async fn submit(
             }
             identity.traits = traits;
             refresh_addresses(&schema, &mut identity, now);
-            PasswordUpdate {
+            Some(PasswordUpdate {
                 identifiers,
                 config: None,
+            })
+        }
+        Some("totp") if state.second_factor.totp_enabled => {
+            if !privileged(&state, &session, now) {
+                return refresh_required(&state, &record.request_url, &headers);
+            }
+            match super::second_factor::settings_submit(
+                &state,
+                &mut record,
+                &session,
+                &identity,
+                &body,
+            )
+            .await
+            {
+                Ok(None) => None,
+                Ok(Some(_)) => {
+                    let current = identity_json(&identity, &public);
+                    return super::flow_failed_with(&state, KIND, record, &headers, Some(current))
+                        .await;
+                }
+                Err(e) => return e.into_response(),
             }
         }
         Some("password") => {
@@ -277,10 +332,10 @@ pub async fn submit(
                     return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR).into_response();
                 }
             };
-            PasswordUpdate {
+            Some(PasswordUpdate {
                 identifiers: old_identifiers,
                 config: Some(json!({ "hashed_password": hashed })),
-            }
+            })
         }
         _ => {
             add_message(&mut record.ui, None, Message::unknown_method());
@@ -288,16 +343,19 @@ pub async fn submit(
             return super::flow_failed_with(&state, KIND, record, &headers, Some(current)).await;
         }
     };
-    identity.updated_at = now;
-    match state.store.update_identity(&identity, &update).await {
-        Ok(true) => {}
-        Ok(false) => return ApiError::unauthorized().into_response(),
-        Err(StoreError::Conflict) => {
-            add_message(&mut record.ui, None, Message::duplicate_identifier());
-            let current = identity_json(&identity, &public);
-            return super::flow_failed_with(&state, KIND, record, &headers, Some(current)).await;
+    if let Some(update) = update {
+        identity.updated_at = now;
+        match state.store.update_identity(&identity, &update).await {
+            Ok(true) => {}
+            Ok(false) => return ApiError::unauthorized().into_response(),
+            Err(StoreError::Conflict) => {
+                add_message(&mut record.ui, None, Message::duplicate_identifier());
+                let current = identity_json(&identity, &public);
+                return super::flow_failed_with(&state, KIND, record, &headers, Some(current))
+                    .await;
+            }
+            Err(e) => return ApiError::from(e).into_response(),
         }
-        Err(e) => return ApiError::from(e).into_response(),
     }
     tracing::info!(identity = %identity.id, "settings updated");
     record.state = "success".to_owned();

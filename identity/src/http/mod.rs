@@ -216,6 +216,11 @@ async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Response {
         crate::metrics::Metrics::inc(&state.metrics.whoami_unauthorized);
         return ApiError::unauthorized().into_response();
     };
+    if state.second_factor.whoami_highest_available
+        && flow::second_factor::needs_aal2(&session, &identity)
+    {
+        return flow::second_factor::aal2_required(&state, None).into_response();
+    }
     crate::metrics::Metrics::inc(&state.metrics.whoami_active);
     let body = session_json(&session, &identity, &state.settings.public_base, now_ms());
     let mut response = axum::Json(body).into_response();

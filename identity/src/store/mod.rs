@@ -2,6 +2,7 @@
 //! trait. One implementation ([`sql::SqlStore`]) serves PostgreSQL and SQLite from the same SQL.
 
 pub mod dsn;
+mod factors;
 mod mail;
 mod rows;
 pub mod sql;
@@ -43,6 +44,8 @@ pub struct IdentityRecord {
     pub metadata_public: Option<Value>,
     pub metadata_admin: Option<Value>,
     pub external_id: Option<String>,
+    /// `aal2` once the identity has a second factor (TOTP), else `aal1`.
+    pub available_aal: String,
     pub state_changed_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -229,6 +232,39 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<bool, StoreError>;
 
+    /// Replaces (or with `None` removes) the identity's credential of `kind` and recomputes its
+    /// `available_aal`, atomically.
+    async fn set_credential(
+        &self,
+        identity_id: Uuid,
+        kind: &str,
+        config: Option<&Value>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Replaces a credential's config only if it still is `old`; false otherwise.
+    async fn swap_credential_config(
+        &self,
+        identity_id: Uuid,
+        kind: &str,
+        old: &Value,
+        new: &Value,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Raises a session's assurance level and records the methods used.
+    async fn upgrade_session(
+        &self,
+        session_id: Uuid,
+        aal: &str,
+        methods: &Value,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// A flow's private context (never shown to clients).
+    async fn set_flow_context(
+        &self,
+        flow_id: Uuid,
+        context: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn flow_context(&self, flow_id: Uuid) -> Result<Option<String>, StoreError>;
     /// Writes a flow's state, ui and expiry together with its outbox, atomically.
     async fn update_flow_with_outbox(
         &self,

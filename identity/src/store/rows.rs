@@ -33,6 +33,7 @@ pub(super) const IDENTITY_COLUMNS: &str = "i.id AS i_id, i.schema_id AS i_schema
     i.traits AS i_traits, i.verifiable_addresses AS i_verifiable_addresses, \
     i.recovery_addresses AS i_recovery_addresses, i.metadata_public AS i_metadata_public, \
     i.metadata_admin AS i_metadata_admin, i.external_id AS i_external_id, \
+    i.available_aal AS i_available_aal, \
     i.state_changed_at AS i_state_changed_at, i.created_at AS i_created_at, \
     i.updated_at AS i_updated_at";
 
@@ -59,6 +60,7 @@ pub(super) fn identity_from_row(row: &AnyRow) -> Result<IdentityRecord, StoreErr
             .map(|t| parse_json(&t))
             .transpose()?,
         external_id: get_os("i_external_id")?,
+        available_aal: get_s("i_available_aal")?,
         state_changed_at: get_i("i_state_changed_at")?,
         created_at: get_i("i_created_at")?,
         updated_at: get_i("i_updated_at")?,

@@ -11,7 +11,6 @@ use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::dsn::Dsn;
-use super::mail;
 use super::rows::{
     IDENTITY_COLUMNS, SESSION_COLUMNS, db, flow_from_row, identity_from_row, json_text, parse_json,
     session_from_row,
@@ -21,6 +20,7 @@ use super::{
     FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionRecord, Store, StoreError,
     StoredCredential,
 };
+use super::{factors, mail};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -637,6 +637,49 @@ impl Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_credential(
+        &self,
+        identity_id: Uuid,
+        kind: &str,
+        config: Option<&Value>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        factors::set_credential(&self.pool, identity_id, kind, config, now).await
+    }
+
+    async fn swap_credential_config(
+        &self,
+        identity_id: Uuid,
+        kind: &str,
+        old: &Value,
+        new: &Value,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        factors::swap_credential_config(&self.pool, identity_id, kind, old, new, now).await
+    }
+
+    async fn upgrade_session(
+        &self,
+        session_id: Uuid,
+        aal: &str,
+        methods: &Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        factors::upgrade_session(&self.pool, session_id, aal, methods, now).await
+    }
+
+    async fn set_flow_context(
+        &self,
+        flow_id: Uuid,
+        context: Option<&str>,
+    ) -> Result<(), StoreError> {
+        factors::set_flow_context(&self.pool, flow_id, context).await
+    }
+
+    async fn flow_context(&self, flow_id: Uuid) -> Result<Option<String>, StoreError> {
+        factors::flow_context(&self.pool, flow_id).await
     }
 
     async fn update_flow_with_outbox(
