@@ -229,6 +229,16 @@ fn repo_root() -> PathBuf {
 
 impl Stack {
     pub async fn start(bins: &Binaries, db: Database) -> Option<Stack> {
+        Self::start_with_env(bins, db, &[]).await
+    }
+
+    /// Like [`Stack::start`], with extra environment for identity (Kratos-style config overrides
+    /// such as `COURIER_SMTP_CONNECTION_URI` or `SELFSERVICE_FLOWS_RECOVERY_ENABLED`).
+    pub async fn start_with_env(
+        bins: &Binaries,
+        db: Database,
+        identity_env: &[(&str, String)],
+    ) -> Option<Stack> {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = TestDatabase::create(db, dir.path()).await?;
         let [
@@ -348,7 +358,8 @@ errors:
             .arg(&kratos_path)
             .env("SECRETS_COOKIE", "e2e-cookie-secret-0123456789abcdef")
             .env("SECRETS_CIPHER", "e2e-cipher-secret-0123456789abcd")
-            .env("SECRETS_DEFAULT", "e2e-default-secret-0123456789abcdef");
+            .env("SECRETS_DEFAULT", "e2e-default-secret-0123456789abcdef")
+            .envs(identity_env.iter().map(|(k, v)| (k, v)));
         let mut identity = Proc::spawn("identity", cmd, dir.path());
 
         let mut cmd = Command::new(&bins.gateway);
