@@ -94,18 +94,21 @@ async fn browser_journey_through_the_built_in_ui() {
         return;
     }
     let sink = std::sync::Arc::new(SmtpSink::start().await.expect("SMTP sink"));
-    // This binary holds this one test, so the identity child process can take its courier and
-    // flow settings from the environment it inherits (Kratos-style overrides).
-    // SAFETY: no other thread of this process reads or writes the environment at this point.
-    unsafe {
-        std::env::set_var("COURIER_SMTP_CONNECTION_URI", sink.connection_uri());
-        std::env::set_var("COURIER_SMTP_FROM_ADDRESS", "portcullis@example.com");
-        std::env::set_var("SELFSERVICE_FLOWS_VERIFICATION_ENABLED", "true");
-        std::env::set_var("SELFSERVICE_FLOWS_RECOVERY_ENABLED", "true");
-        std::env::set_var("SELFSERVICE_METHODS_TOTP_ENABLED", "true");
-        std::env::set_var("SELFSERVICE_METHODS_LOOKUP_SECRET_ENABLED", "true");
-    }
-    let Some(stack) = Stack::start(&binaries!(), Database::Sqlite).await else {
+    let env = [
+        ("COURIER_SMTP_CONNECTION_URI", sink.connection_uri()),
+        (
+            "COURIER_SMTP_FROM_ADDRESS",
+            "portcullis@example.com".to_owned(),
+        ),
+        ("SELFSERVICE_FLOWS_VERIFICATION_ENABLED", "true".to_owned()),
+        ("SELFSERVICE_FLOWS_RECOVERY_ENABLED", "true".to_owned()),
+        ("SELFSERVICE_METHODS_TOTP_ENABLED", "true".to_owned()),
+        (
+            "SELFSERVICE_METHODS_LOOKUP_SECRET_ENABLED",
+            "true".to_owned(),
+        ),
+    ];
+    let Some(stack) = Stack::start_with_env(&binaries!(), Database::Sqlite, &env).await else {
         return;
     };
     let mail_dir = stack.dir.path().join("mail");
