@@ -407,6 +407,107 @@ dual_db_test!(
     super::error_and_unknown_pages
 );
 
+async fn email_flow_pages(db: Db) {
+    let Some(server) = support::start(db, |c| {
+        c.selfservice.flows.recovery.enabled = true;
+        c.selfservice.flows.verification.enabled = true;
+    })
+    .await
+    else {
+        return;
+    };
+    for (page, title) in [
+        ("recovery", "Recover your account"),
+        ("verification", "Verify your email address"),
+    ] {
+        let browser = browser_client();
+        let (url, doc) = open(&browser, &server.url(&format!("/ui/{page}"))).await;
+        assert!(
+            url.starts_with(&server.url(&format!("/ui/{page}?flow="))),
+            "{url}"
+        );
+        assert_accessible_form_page(&doc);
+        let h1: String = select(&doc, "h1")[0].text().collect();
+        assert_eq!(h1, title);
+        assert_eq!(attr(&input_named(&doc, "email"), "type"), Some("email"));
+        assert_eq!(
+            select(
+                &doc,
+                "form[data-group=code] button[name=method][value=code]"
+            )
+            .len(),
+            1
+        );
+        let action = server.url(&format!("/self-service/{page}?flow={}", flow_id(&url)));
+
+        // A malformed address: the message is on the email field.
+        let response = browser
+            .post(&action)
+            .form(&[
+                ("csrf_token", csrf(&doc).as_str()),
+                ("method", "code"),
+                ("email", "not-an-address"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        let (_, doc) = open(&browser, &location(&response)).await;
+        let email = input_named(&doc, "email");
+        assert_eq!(attr(&email, "aria-invalid"), Some("true"), "{page}");
+        assert_eq!(attr(&email, "value"), Some("not-an-address"));
+
+        // An address nobody has: the same "code sent" step as for a real one.
+        let response = browser
+            .post(&action)
+            .form(&[
+                ("csrf_token", csrf(&doc).as_str()),
+                ("method", "code"),
+                ("email", "nobody@example.com"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        let (_, doc) = open(&browser, &location(&response)).await;
+        assert_accessible_form_page(&doc);
+        assert_eq!(select(&doc, "input[name=code]").len(), 1, "{page}");
+        assert_eq!(select(&doc, "[role=status]").len(), 1, "the sent message");
+
+        // A wrong code: an alert, and the code step again.
+        let response = browser
+            .post(&action)
+            .form(&[
+                ("csrf_token", csrf(&doc).as_str()),
+                ("method", "code"),
+                ("code", "000000"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        let (_, doc) = open(&browser, &location(&response)).await;
+        let alert: String = select(&doc, "[role=alert]")[0].text().collect();
+        assert!(
+            alert.contains("invalid or has already been used"),
+            "{alert}"
+        );
+        assert_eq!(select(&doc, "input[name=code]").len(), 1);
+    }
+    // Identity's redirects point at these pages when no ui_url is configured.
+    let response = browser_client()
+        .get(server.url("/self-service/recovery/browser"))
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&response).starts_with(&server.url("/ui/recovery?flow=")));
+    server.stop().await;
+}
+dual_db_test!(
+    recovery_and_verification_pages_walk_the_code_steps,
+    super::email_flow_pages
+);
+
 async fn template_override(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
