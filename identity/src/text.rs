@@ -258,7 +258,7 @@ impl Message {
 /// Messages of the TOTP second factor.
 impl Message {
     pub fn label_totp_unlink() -> Self {
-        Self::info(1050008, "Unlink TOTP Authenticator App")
+        Self::info(1050004, "Unlink TOTP Authenticator App")
     }
 
     pub fn label_totp_qr() -> Self {
@@ -305,6 +305,26 @@ impl Message {
         Self::error(
             4000008,
             "The provided authentication code is invalid, please try again.".to_owned(),
+            json!({}),
+        )
+    }
+}
+
+/// Messages of lookup secrets (backup codes).
+impl Message {
+    /// A label with Kratos' id for the lookup-secret nodes.
+    pub fn lookup_label(id: u32, text: &str) -> Self {
+        Self::info(id, text)
+    }
+
+    pub fn lookup_text(id: u32, text: &str) -> Self {
+        Self::info(id, text)
+    }
+
+    pub fn lookup_invalid() -> Self {
+        Self::error(
+            4000016,
+            "The backup recovery code is not valid.".to_owned(),
             json!({}),
         )
     }

@@ -14,6 +14,7 @@ const CIPHER: &str = "0123456789abcdef0123456789abcdef";
 async fn start(db: Db) -> Option<TestServer> {
     support::start(db, |c| {
         c.selfservice.methods.totp.enabled = true;
+        c.selfservice.methods.lookup_secret.enabled = true;
         c.selfservice.methods.totp.config.issuer = Some("Portcullis Test".to_owned());
         c.secrets.cipher = vec![CIPHER.to_owned()];
     })
@@ -209,4 +210,78 @@ async fn totp_journey(db: Db) {
     server.stop().await;
 }
 
+async fn lookup_journey(db: Db) {
+    let Some(server) = start(db).await else {
+        return;
+    };
+    let email = "codes@example.com";
+    let (_, flow) = get_json(server.url("/self-service/registration/api"), "").await;
+    let (_, body) = post_json(
+        flow["ui"]["action"].as_str().unwrap(),
+        None,
+        json!({"method": "password", "password": PASSWORD, "traits": {"email": email}}),
+    )
+    .await;
+    let token = body["session_token"].as_str().unwrap().to_owned();
+    let (_, settings) = get_json(server.url("/self-service/settings/api"), &token).await;
+    assert!(node(&settings, "lookup_secret_regenerate").is_some());
+    let action = settings["ui"]["action"].as_str().unwrap().to_owned();
+    let (status, shown) = post_json(
+        &action,
+        Some(&token),
+        json!({"method": "lookup_secret", "lookup_secret_regenerate": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{shown}");
+    let codes: Vec<String> =
+        node(&shown, "lookup_secret_codes").unwrap()["attributes"]["text"]["context"]["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_owned())
+            .collect();
+    assert_eq!(codes.len(), 12);
+    let (status, saved) = post_json(
+        &action,
+        Some(&token),
+        json!({"method": "lookup_secret", "lookup_secret_confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert!(node(&saved, "lookup_secret_disable").is_some());
+
+    let aal1 = password_login(&server, email).await;
+    let (status, _) = get_json(server.url("/sessions/whoami"), &aal1).await;
+    assert_eq!(status, 403);
+    let (_, login) = get_json(server.url("/self-service/login/api?aal=aal2"), &aal1).await;
+    assert!(node(&login, "lookup_secret").is_some());
+    assert!(node(&login, "totp_code").is_none(), "no TOTP enrolled");
+    let action = login["ui"]["action"].as_str().unwrap().to_owned();
+    let (status, upgraded) = post_json(
+        &action,
+        Some(&aal1),
+        json!({"method": "lookup_secret", "lookup_secret": codes[0]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{upgraded}");
+    assert_eq!(upgraded["session"]["authenticator_assurance_level"], "aal2");
+
+    // Each code works once.
+    let other = password_login(&server, email).await;
+    let (_, login) = get_json(server.url("/self-service/login/api?aal=aal2"), &other).await;
+    let (status, refused) = post_json(
+        login["ui"]["action"].as_str().unwrap(),
+        Some(&other),
+        json!({"method": "lookup_secret", "lookup_secret": codes[0]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        node(&refused, "lookup_secret").unwrap()["messages"][0]["id"],
+        4000016
+    );
+    server.stop().await;
+}
+
 dual_db_test!(totp_enrol_step_up_and_unlink, super::totp_journey);
+dual_db_test!(backup_codes_step_up_once_each, super::lookup_journey);

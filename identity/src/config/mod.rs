@@ -126,6 +126,7 @@ pub struct Methods {
     pub code: CodeMethod,
     pub link: CodeMethod,
     pub totp: TotpMethod,
+    pub lookup_secret: TotpMethod,
 }
 
 /// `selfservice.methods.totp` (off by default, like Kratos); `config.issuer` names the service

@@ -131,6 +131,7 @@ const KEYS: &[(&str, Kind)] = &[
     ),
     ("selfservice.methods.totp.enabled", Bool),
     ("selfservice.methods.totp.config.issuer", Str),
+    ("selfservice.methods.lookup_secret.enabled", Bool),
     ("selfservice.flows.settings.required_aal", Str),
     ("session.whoami.required_aal", Str),
     ("courier.delivery_strategy", Str),

@@ -131,6 +131,18 @@ impl EmailFlows {
         (code, record)
     }
 
+    /// An HMAC of a long-lived secret (backup codes), hex.
+    pub fn hash_secret(&self, secret: &str) -> String {
+        hex::encode(hmac::sign(&self.key, format!("lookup:{secret}").as_bytes()).as_ref())
+    }
+
+    /// Checks a secret against [`EmailFlows::hash_secret`]'s output in constant time.
+    pub fn verify_secret(&self, secret: &str, hash: &str) -> bool {
+        hex::decode(hash).is_ok_and(|tag| {
+            hmac::verify(&self.key, format!("lookup:{secret}").as_bytes(), &tag).is_ok()
+        })
+    }
+
     /// The stored code matching `presented`, compared in constant time.
     pub fn matching<'a>(
         &self,

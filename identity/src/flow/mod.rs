@@ -5,6 +5,7 @@
 pub mod code;
 pub mod login;
 pub mod logout;
+pub mod lookup;
 pub mod recovery;
 pub mod registration;
 pub mod second_factor;

@@ -21,6 +21,8 @@ use crate::totp::{Secret, otpauth_url, qr_data_uri};
 #[derive(Debug, Clone)]
 pub struct SecondFactor {
     pub totp_enabled: bool,
+    /// `selfservice.methods.lookup_secret.enabled` (backup codes).
+    pub lookup_enabled: bool,
     pub issuer: String,
     /// `session.whoami.required_aal == highest_available`.
     pub whoami_highest_available: bool,
@@ -45,6 +47,7 @@ impl SecondFactor {
             });
         Self {
             totp_enabled: config.selfservice.methods.totp.enabled,
+            lookup_enabled: config.selfservice.methods.lookup_secret.enabled,
             issuer,
             whoami_highest_available: config.session.whoami.required_aal == "highest_available",
             settings_highest_available: config.selfservice.flows.settings.required_aal
@@ -264,10 +267,20 @@ async fn upgrade(
     Ok(())
 }
 
-/// The step-up login nodes.
-fn login_nodes() -> Vec<Value> {
+/// The step-up login nodes for the factors the identity has.
+fn login_nodes(totp: bool, lookup: bool) -> Vec<Value> {
+    let mut nodes = vec![csrf_node()];
+    if totp {
+        nodes.extend(totp_login_nodes());
+    }
+    if lookup {
+        nodes.extend(super::lookup::login_nodes());
+    }
+    nodes
+}
+
+fn totp_login_nodes() -> Vec<Value> {
     vec![
-        csrf_node(),
         input_node(
             "totp",
             "totp_code",
@@ -313,6 +326,11 @@ pub async fn create_login(
     if session.aal == "aal2" {
         return super::registration::already_signed_in(state, flow_type, headers, return_to);
     }
+    let kinds: Vec<String> = match state.store.credentials(identity.id).await {
+        Ok(list) => list.into_iter().map(|c| c.kind).collect(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let has = |kind: &str| kinds.iter().any(|k| k == kind);
     let (csrf, cookie) = super::csrf_for_request(state, headers);
     let cookies: Vec<String> = match flow_type {
         FlowType::Browser => cookie.into_iter().collect(),
@@ -324,7 +342,7 @@ pub async fn create_login(
         request_url,
         return_to,
         csrf_token: csrf,
-        nodes: login_nodes(),
+        nodes: login_nodes(has("totp"), has("lookup_secret")),
         identity_id: Some(identity.id),
         state: "choose_method",
     };
@@ -362,11 +380,44 @@ pub async fn submit_login(
             .into_response();
     }
     clear_messages(&mut record.ui);
-    if body.get("method").and_then(Value::as_str) != Some("totp") {
+    let now = now_ms();
+    let method = body
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if method == "lookup_secret" {
+        let presented = body
+            .get("lookup_secret")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match super::lookup::redeem(state, &identity, presented).await {
+            Ok(true) => {
+                return finish_login(
+                    state,
+                    record,
+                    headers,
+                    &session,
+                    &identity,
+                    "lookup_secret",
+                    now,
+                )
+                .await;
+            }
+            Ok(false) => {
+                add_message(
+                    &mut record.ui,
+                    Some("lookup_secret"),
+                    Message::lookup_invalid(),
+                );
+                return super::flow_failed(state, FlowKind::Login, record, headers).await;
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    if method != "totp" {
         add_message(&mut record.ui, None, Message::unknown_method());
         return super::flow_failed(state, FlowKind::Login, record, headers).await;
     }
-    let now = now_ms();
     let credential = match state.store.credentials(identity.id).await {
         Ok(list) => list.into_iter().find(|c| c.kind == "totp"),
         Err(e) => return ApiError::from(e).into_response(),
@@ -411,7 +462,20 @@ pub async fn submit_login(
         add_message(&mut record.ui, Some("totp_code"), Message::totp_invalid());
         return super::flow_failed(state, FlowKind::Login, record, headers).await;
     }
-    if let Err(e) = upgrade(state, &session, "totp", now).await {
+    finish_login(state, record, headers, &session, &identity, "totp", now).await
+}
+
+/// Upgrades the session after a second factor and answers the login flow.
+async fn finish_login(
+    state: &AppState,
+    record: FlowRecord,
+    headers: &HeaderMap,
+    session: &SessionRecord,
+    identity: &IdentityRecord,
+    method: &str,
+    now: i64,
+) -> Response {
+    if let Err(e) = upgrade(state, session, method, now).await {
         return e.into_response();
     }
     if let Err(e) = state
@@ -428,7 +492,7 @@ pub async fn submit_login(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let session_body =
-        crate::session::session_json(&session, &identity, &state.settings.public_base, now);
+        crate::session::session_json(&session, identity, &state.settings.public_base, now);
     let target = super::return_url(state, &record, state.settings.login_return_url.as_ref());
     if record.flow_type == "browser" && !is_json_request(headers) {
         return super::see_other(&target);

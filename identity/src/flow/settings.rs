@@ -141,6 +141,7 @@ pub async fn new_flow(
     };
     let mut record = super::create_with(state, new).await?;
     super::second_factor::add_settings_nodes(state, &mut record, identity).await?;
+    super::lookup::add_settings_nodes(state, &mut record, identity).await?;
     Ok(record)
 }
 
@@ -211,6 +212,30 @@ fn refresh_required(state: &AppState, record_request_url: &str, headers: &Header
         .details(json!({ "redirect_browser_to": target }))
         .extra("redirect_browser_to", json!(target))
         .into_response()
+}
+
+/// Stores the flow as it is (nothing saved yet) and shows it again: 303 to the UI for browser
+/// forms, 200 with the flow otherwise.
+async fn show_form(
+    state: &AppState,
+    record: crate::store::FlowRecord,
+    identity: &IdentityRecord,
+    headers: &HeaderMap,
+    now: i64,
+) -> Response {
+    if let Err(e) = state
+        .store
+        .update_flow(record.id, &record.state, &record.ui, now)
+        .await
+    {
+        return ApiError::from(e).into_response();
+    }
+    if record.flow_type == "browser" && !is_json_request(headers) {
+        return super::see_other(&super::ui_redirect_url(state, KIND, record.id));
+    }
+    let mut flow = super::flow_json(state, &record);
+    flow["identity"] = identity_json(identity, &state.settings.public_base);
+    super::no_cache(axum::Json(flow).into_response())
 }
 
 /// `POST /self-service/settings?flow=`.
@@ -301,6 +326,25 @@ pub async fn submit(
             {
                 Ok(None) => None,
                 Ok(Some(_)) => {
+                    let current = identity_json(&identity, &public);
+                    return super::flow_failed_with(&state, KIND, record, &headers, Some(current))
+                        .await;
+                }
+                Err(e) => return e.into_response(),
+            }
+        }
+        Some("lookup_secret")
+            if state.second_factor.lookup_enabled && state.cipher.is_configured() =>
+        {
+            if !privileged(&state, &session, now) {
+                return refresh_required(&state, &record.request_url, &headers);
+            }
+            match super::lookup::settings_submit(&state, &mut record, &identity, &body).await {
+                Ok(super::lookup::Outcome::Saved) => None,
+                Ok(super::lookup::Outcome::Shown) => {
+                    return show_form(&state, record, &identity, &headers, now).await;
+                }
+                Ok(super::lookup::Outcome::Failed) => {
                     let current = identity_json(&identity, &public);
                     return super::flow_failed_with(&state, KIND, record, &headers, Some(current))
                         .await;
