@@ -406,6 +406,80 @@ async fn verification_by_link(db: Db) {
     server.stop().await;
 }
 
+async fn expired_codes_and_tampered_flow_ids(db: Db) {
+    let sink = SmtpSink::start().await.unwrap();
+    let Some(server) = start_with_mail(db, &sink, |c| {
+        c.selfservice.methods.code.config.lifespan = "1ms".to_owned();
+    })
+    .await
+    else {
+        return;
+    };
+    admin_create_identity(&server, "late@example.com").await;
+    let flow = api_flow(&server, "verification").await;
+    let (status, sent) = post(
+        &flow,
+        json!({"method": "code", "email": "late@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let code = code_of(&sink.wait_for("late@example.com", WAIT).await.unwrap());
+    let (status, failed) = post(&sent, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 400, "an expired code is refused");
+    assert_eq!(ui_message_ids(&failed), vec![4070006]);
+
+    // Verification answers alike for an address nobody owns.
+    let flow = api_flow(&server, "verification").await;
+    let (status, unknown) =
+        post(&flow, json!({"method": "code", "email": "who@example.com"})).await;
+    assert_eq!((status, ui_message_ids(&unknown)), (200, vec![1080003]));
+
+    for query in [
+        format!("flow={}", uuid::Uuid::new_v4()),
+        "flow=not-a-uuid".to_owned(),
+        format!("flow={}", flow["id"].as_str().unwrap().replace('a', "b")),
+    ] {
+        let response = api_client()
+            .post(server.url(&format!("/self-service/recovery?{query}")))
+            .json(&json!({"method": "code", "email": "late@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [400, 404].contains(&response.status().as_u16()),
+            "{query}: {}",
+            response.status()
+        );
+    }
+    // A verification flow id is not a recovery flow.
+    let response = api_client()
+        .post(server.url(&format!(
+            "/self-service/recovery?flow={}",
+            flow["id"].as_str().unwrap()
+        )))
+        .json(&json!({"method": "code", "email": "late@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    server.stop().await;
+}
+
+async fn recovery_disabled_by_default(db: Db) {
+    let Some(server) = support::start(db, |_| {}).await else {
+        return;
+    };
+    let response = api_client()
+        .get(server.url("/self-service/recovery/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["id"], "self_service_flow_disabled");
+    server.stop().await;
+}
+
 dual_db_test!(
     verification_after_registration_by_mailed_code,
     super::verification_after_registration
@@ -431,3 +505,11 @@ dual_db_test!(
     super::admin_recovery_code_and_link
 );
 dual_db_test!(verification_by_mailed_link, super::verification_by_link);
+dual_db_test!(
+    expired_codes_and_tampered_flow_ids_are_refused,
+    super::expired_codes_and_tampered_flow_ids
+);
+dual_db_test!(
+    recovery_is_off_unless_enabled,
+    super::recovery_disabled_by_default
+);
