@@ -208,11 +208,16 @@ fn title(name: &str, flow: &Value) -> &'static str {
     }
 }
 
+/// A login flow for someone already signed in: the second factor (`aal2`) or a refresh.
+fn signed_in_step(flow: &Value) -> bool {
+    flow.get("requested_aal").and_then(Value::as_str) == Some("aal2")
+        || flow.get("refresh").and_then(Value::as_bool) == Some(true)
+}
+
 fn links(state: &AppState, name: &str, flow: &Value) -> Vec<Link> {
     let urls = Urls::new(state);
-    let aal2 = flow.get("requested_aal").and_then(Value::as_str) == Some("aal2");
     match name {
-        "login" if aal2 => vec![Link {
+        "login" if signed_in_step(flow) => vec![Link {
             href: urls.welcome,
             text: "Back",
         }],
@@ -274,11 +279,22 @@ async fn flow_page(
     let answer = api_get(&state, &headers, &path).await;
     if answer.status.is_success() {
         let flow = answer.body;
+        let mut links = links(&state, name, &flow);
+        if name == "login" && signed_in_step(&flow) {
+            // A second factor or a re-authentication: offer a way out of the session.
+            let logout = api_get(&state, &headers, "/self-service/logout/browser").await;
+            if let Some(href) = logout.body.get("logout_url").and_then(Value::as_str) {
+                links.push(Link {
+                    href: href.to_owned(),
+                    text: "Sign out",
+                });
+            }
+        }
         let context = json!({
             "title": title(name, &flow),
             "flow_name": name,
             "view": view::flow_view(&flow),
-            "links": links(&state, name, &flow),
+            "links": links,
             "urls": Urls::new(&state),
             "flow": flow,
         });
