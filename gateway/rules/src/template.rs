@@ -5,7 +5,10 @@
 //! `{{ printIndex .MatchContext.RegexpCaptureGroups 0 }}`. This module parses that subset once (at
 //! rule-set build time) and renders it against the session as JSON with Go's field names
 //! (`Subject`, `Extra`, `Header`, `MatchContext`). Control structures (`if`, `range`) are rejected
-//! at parse time rather than rendered wrongly. Missing keys render as the empty string.
+//! at parse time rather than rendered wrongly. Missing keys and `null` render as Go renders a nil
+//! interface value: `<no value>` for `{{ .Extra.missing }}`, `<nil>` through `print`; where Go
+//! would fail on a field of a missing value (`{{ .Extra.missing.deep }}`) the result is also
+//! `<no value>` instead of a failed request.
 
 use serde_json::Value;
 
@@ -132,7 +135,10 @@ impl Template {
                         source_text: self.source.clone(),
                         message,
                     })?;
-                    out.push_str(&display(&value));
+                    match value {
+                        Value::Null => out.push_str("<no value>"),
+                        value => out.push_str(&display(&value)),
+                    }
                 }
             }
         }
@@ -353,10 +359,12 @@ fn call(name: &str, args: &[Value]) -> Result<Value, String> {
     Ok(match name {
         "print" => Value::String(go_sprint(args)),
         "printIndex" => match (arg(0), arg(1).as_f64()) {
-            (Value::Array(items), Some(i)) if i >= 0.0 => {
-                items.get(i as usize).cloned().unwrap_or(Value::Null)
-            }
-            _ => Value::Null,
+            // Oathkeeper's printIndex: "" when out of range.
+            (Value::Array(items), Some(i)) if i >= 0.0 => items
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| Value::String(String::new())),
+            _ => Value::String(String::new()),
         },
         "index" => {
             let mut current = arg(0);
@@ -379,9 +387,9 @@ fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             let given = arg(1);
             if is_empty(&given) { arg(0) } else { given }
         }
-        "lower" => Value::String(display(&arg(0)).to_lowercase()),
-        "upper" => Value::String(display(&arg(0)).to_uppercase()),
-        "trim" => Value::String(display(&arg(0)).trim().to_owned()),
+        "lower" => Value::String(text_or_empty(&arg(0)).to_lowercase()),
+        "upper" => Value::String(text_or_empty(&arg(0)).to_uppercase()),
+        "trim" => Value::String(text_or_empty(&arg(0)).trim().to_owned()),
         "quote" => Value::String(format!("{:?}", display(&arg(0)))),
         "len" => Value::from(match arg(0) {
             Value::Array(a) => a.len(),
@@ -419,9 +427,19 @@ fn go_sprint(args: &[Value]) -> String {
     out
 }
 
+/// `display`, with nothing for a missing value (string functions).
+fn text_or_empty(v: &Value) -> String {
+    if v.is_null() {
+        String::new()
+    } else {
+        display(v)
+    }
+}
+
+/// Go's `fmt.Sprint` of a value (`<nil>` for nil).
 fn display(v: &Value) -> String {
     match v {
-        Value::Null => String::new(),
+        Value::Null => "<nil>".to_owned(),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => match n.as_f64() {
@@ -468,8 +486,10 @@ mod tests {
             ("{{ .Subject }}", "user-1"),
             ("{{.Extra.identity.id}}", "uuid-1"),
             ("{{ .Extra.identity.traits.email }}", "a@b.c"),
-            ("{{ .Extra.missing.deep }}", ""),
-            ("{{ print .Extra.missing }}", ""),
+            ("{{ .Extra.missing }}", "<no value>"),
+            ("{{ .Extra.missing.deep }}", "<no value>"),
+            ("{{ print .Extra.missing }}", "<nil>"),
+            ("{{ .Extra.missing | upper }}", ""),
             ("{{ .Header.Get \"x-foo\" }}", "bar"),
             ("{{ .MatchContext.Header.Get \"Accept\" }}", "text/html"),
             ("{{ .MatchContext.Header.Get \"Nope\" }}", ""),
