@@ -480,6 +480,45 @@ async fn recovery_disabled_by_default(db: Db) {
     server.stop().await;
 }
 
+async fn recovery_by_link(db: Db) {
+    let sink = SmtpSink::start().await.unwrap();
+    let Some(server) = start_with_mail(db, &sink, |c| {
+        c.selfservice.flows.recovery.method = "link".to_owned();
+    })
+    .await
+    else {
+        return;
+    };
+    admin_create_identity(&server, "clicker@example.com").await;
+    let flow = api_flow(&server, "recovery").await;
+    assert!(
+        flow["ui"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["group"] == "link")
+    );
+    let (status, sent) = post(
+        &flow,
+        json!({"method": "link", "email": "clicker@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(ui_message_ids(&sent), vec![1060002]);
+    let mail = sink.wait_for("clicker@example.com", WAIT).await.unwrap();
+    assert_eq!(mail.subject, "Recover access to your account");
+    let link = link_of(&mail);
+    let response = api_client().get(&link).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let done: Value = response.json().await.unwrap();
+    assert_eq!(done["state"], "passed_challenge");
+    assert_eq!(done["continue_with"][0]["action"], "set_ory_session_token");
+    // The link works once.
+    let again = api_client().get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    server.stop().await;
+}
+
 dual_db_test!(
     verification_after_registration_by_mailed_code,
     super::verification_after_registration
@@ -513,3 +552,4 @@ dual_db_test!(
     recovery_is_off_unless_enabled,
     super::recovery_disabled_by_default
 );
+dual_db_test!(recovery_by_mailed_link, super::recovery_by_link);

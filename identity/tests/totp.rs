@@ -148,6 +148,11 @@ async fn totp_journey(db: Db) {
             .contains("aal=aal2")
     );
 
+    // Settings want the second factor too (`highest_available`).
+    let (status, denied) = get_json(server.url("/self-service/settings/api"), &aal1).await;
+    assert_eq!(status, 403);
+    assert_eq!(denied["error"]["id"], "session_aal2_required");
+
     // Step up.
     let (status, login) = get_json(server.url("/self-service/login/api?aal=aal2"), &aal1).await;
     assert_eq!(status, 200, "{login}");

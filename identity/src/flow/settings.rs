@@ -98,7 +98,8 @@ async fn create(
         Ok(None) => return ApiError::unauthorized().into_response(),
         Err(e) => return e.into_response(),
     };
-    if let Some(response) = aal2_gate(&state, &session, &identity, &headers, &request_url) {
+    let browser_page = flow_type == FlowType::Browser && wants_html(&headers);
+    if let Some(response) = aal2_gate(&state, &session, &identity, browser_page, &request_url) {
         return response;
     }
     let (csrf, cookie) = super::csrf_for_request(&state, &headers);
@@ -151,7 +152,7 @@ fn aal2_gate(
     state: &AppState,
     session: &SessionRecord,
     identity: &IdentityRecord,
-    headers: &HeaderMap,
+    browser_page: bool,
     return_to: &str,
 ) -> Option<Response> {
     if !state.second_factor.settings_highest_available
@@ -160,7 +161,7 @@ fn aal2_gate(
         return None;
     }
     let error = super::second_factor::aal2_required(state, Some(return_to));
-    if wants_html(headers) {
+    if browser_page {
         let target = error.body()["redirect_browser_to"]
             .as_str()
             .map(str::to_owned)
@@ -265,7 +266,14 @@ pub async fn submit(
             .reason("The flow belongs to another identity.")
             .into_response();
     }
-    if let Some(response) = aal2_gate(&state, &session, &identity, &headers, &record.request_url) {
+    let browser_page = record.flow_type == "browser" && !is_json_request(&headers);
+    if let Some(response) = aal2_gate(
+        &state,
+        &session,
+        &identity,
+        browser_page,
+        &record.request_url,
+    ) {
         return response;
     }
     let Some(schema) = state.schemas.load().get(&identity.schema_id) else {
