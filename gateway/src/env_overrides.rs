@@ -1,6 +1,11 @@
 //! Ory-style environment overrides for `oathkeeper.yml`: the key path upper-cased with `_`
-//! (`SERVE_PROXY_PORT`, `ACCESS_RULES_REPOSITORIES=a,b`, `AUTHENTICATORS_JWT_ENABLED`) and one
-//! top-level handler config key (`AUTHENTICATORS_COOKIE_SESSION_CONFIG_CHECK_SESSION_URL`).
+//! (`SERVE_PROXY_PORT`, `ACCESS_RULES_REPOSITORIES=a,b`, `AUTHENTICATORS_JWT_ENABLED`) and handler
+//! config keys, nested ones included
+//! (`AUTHENTICATORS_COOKIE_SESSION_CONFIG_CHECK_SESSION_URL`,
+//! `AUTHENTICATORS_OAUTH2_INTROSPECTION_CONFIG_PRE_AUTHORIZATION_CLIENT_ID`,
+//! `MUTATORS_HYDRATOR_CONFIG_API_AUTH_BASIC_USERNAME`). Since `_` both separates and appears
+//! inside key names, the nested objects of Oathkeeper's handler configs are listed in
+//! [`NESTED_OBJECTS`]; what follows the last object name is one key.
 
 use std::collections::BTreeMap;
 
@@ -52,7 +57,7 @@ pub fn apply(doc: &mut Value, env: impl IntoIterator<Item = (String, String)>) {
             .iter()
             .find(|(p, _)| key.starts_with(p.as_str()))
         {
-            let field = key[prefix.len()..].to_ascii_lowercase();
+            let field = nested_path(&key[prefix.len()..].to_ascii_lowercase());
             if !field.is_empty() {
                 set(doc, &format!("{path}.{field}"), env_value(&field, &value));
             }
@@ -80,10 +85,52 @@ const LIST_KEYS: &[&str] = &[
     "only",
     "forward_http_headers",
     "forward_response_headers_to_upstream",
+    "pre_authorization.scope",
 ];
 
-/// An env value for a handler config key: JSON objects/arrays as JSON, known list keys split on
-/// commas, `true`/`false` as booleans, everything else as a string.
+/// The objects inside Oathkeeper's handler configs, as dotted paths below `config`.
+const NESTED_OBJECTS: &[&str] = &[
+    "token_from",
+    "pre_authorization",
+    "cache",
+    "retry",
+    "api",
+    "api.auth",
+    "api.auth.basic",
+    "api.retry",
+];
+
+/// `pre_authorization_client_id` → `pre_authorization.client_id`: descends through the known
+/// nested objects, the rest is the key.
+fn nested_path(field: &str) -> String {
+    let mut object = String::new();
+    let mut rest = field;
+    loop {
+        let child = NESTED_OBJECTS.iter().find_map(|path| {
+            let name = match path.strip_prefix(object.as_str()) {
+                Some(tail) if object.is_empty() => tail,
+                Some(tail) => tail.strip_prefix('.')?,
+                None => return None,
+            };
+            if name.contains('.') {
+                return None;
+            }
+            let after = rest.strip_prefix(name)?.strip_prefix('_')?;
+            (!after.is_empty()).then_some((*path, after))
+        });
+        match child {
+            Some((path, after)) => {
+                object = path.to_owned();
+                rest = after;
+            }
+            None if object.is_empty() => return rest.to_owned(),
+            None => return format!("{object}.{rest}"),
+        }
+    }
+}
+
+/// An env value for a handler config key (dotted below `config`): JSON objects/arrays as JSON,
+/// known list keys split on commas, `true`/`false` as booleans, everything else as a string.
 fn env_value(field: &str, value: &str) -> Value {
     let trimmed = value.trim();
     if (trimmed.starts_with('{') || trimmed.starts_with('['))
@@ -168,6 +215,59 @@ mod tests {
         assert_eq!(
             doc["authenticators"]["jwt"]["config"]["jwks_urls"],
             json!(["file:///a", "file:///b"])
+        );
+    }
+
+    #[test]
+    fn nested_config_keys() {
+        let mut doc = json!({"authenticators": {"oauth2_introspection": {"config": {
+            "introspection_url": "http://hydra/introspect",
+            "pre_authorization": {"enabled": true, "token_url": "http://hydra/token"}
+        }}}});
+        let env = [
+            (
+                "AUTHENTICATORS_OAUTH2_INTROSPECTION_CONFIG_PRE_AUTHORIZATION_CLIENT_ID",
+                "gateway",
+            ),
+            (
+                "AUTHENTICATORS_OAUTH2_INTROSPECTION_CONFIG_PRE_AUTHORIZATION_SCOPE",
+                "a,b",
+            ),
+            (
+                "AUTHENTICATORS_OAUTH2_INTROSPECTION_CONFIG_CACHE_TTL",
+                "30s",
+            ),
+            ("AUTHENTICATORS_JWT_CONFIG_TOKEN_FROM_QUERY_PARAMETER", "t"),
+            ("MUTATORS_HYDRATOR_CONFIG_API_AUTH_BASIC_USERNAME", "u"),
+            ("MUTATORS_HYDRATOR_CONFIG_API_RETRY_GIVE_UP_AFTER", "2s"),
+            ("MUTATORS_HYDRATOR_CONFIG_API_URL", "http://h"),
+            (
+                "AUTHORIZERS_REMOTE_JSON_CONFIG_FORWARD_RESPONSE_HEADERS_TO_UPSTREAM",
+                "X-A",
+            ),
+        ];
+        apply(
+            &mut doc,
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let intro = &doc["authenticators"]["oauth2_introspection"]["config"];
+        assert_eq!(intro["introspection_url"], json!("http://hydra/introspect"));
+        assert_eq!(
+            intro["pre_authorization"],
+            json!({"enabled": true, "token_url": "http://hydra/token", "client_id": "gateway", "scope": ["a", "b"]})
+        );
+        assert_eq!(intro["cache"]["ttl"], json!("30s"));
+        assert_eq!(
+            doc["authenticators"]["jwt"]["config"]["token_from"],
+            json!({"query_parameter": "t"})
+        );
+        let hydrator = &doc["mutators"]["hydrator"]["config"]["api"];
+        assert_eq!(hydrator["auth"]["basic"]["username"], json!("u"));
+        assert_eq!(hydrator["retry"]["give_up_after"], json!("2s"));
+        assert_eq!(hydrator["url"], json!("http://h"));
+        assert_eq!(
+            doc["authorizers"]["remote_json"]["config"]["forward_response_headers_to_upstream"],
+            json!(["X-A"])
         );
     }
 }
