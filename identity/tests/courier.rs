@@ -156,6 +156,38 @@ async fn survives_a_restart(db: Db) {
     server.stop().await;
 }
 
+async fn two_replicas_send_each_message_once(db: Db) {
+    let sink = SmtpSink::start().await.unwrap();
+    sink.set_refusing(true);
+    let Some(server) = start_with_mail(db, &sink, |c| {
+        c.courier.message_retries = 100;
+        c.courier.worker.pull_count = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let replica = server.replica().await;
+    let recipients: Vec<String> = (0..12).map(|i| format!("r{i}@example.com")).collect();
+    for email in &recipients {
+        admin_create_identity(&server, email).await;
+        request_recovery(&server, email).await;
+    }
+    assert!(sink.wait_for_refusals(1, WAIT).await);
+    sink.set_refusing(false);
+    for email in &recipients {
+        sink.wait_for(email, WAIT).await.unwrap();
+        wait_for_status(&server, email, "sent").await;
+    }
+    assert_eq!(
+        sink.messages().len(),
+        recipients.len(),
+        "no message sent twice"
+    );
+    replica.shutdown().await;
+    server.stop().await;
+}
+
 dual_db_test!(
     mail_is_delivered_and_listed_on_the_admin_api,
     super::delivered_and_listed
@@ -169,3 +201,7 @@ dual_db_test!(
     super::abandoned_after_the_last_retry
 );
 dual_db_test!(queued_mail_survives_a_restart, super::survives_a_restart);
+dual_db_test!(
+    two_replicas_send_each_message_once,
+    super::two_replicas_send_each_message_once
+);

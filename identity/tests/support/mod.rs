@@ -84,6 +84,14 @@ impl TestServer {
         self.running = Some(running);
     }
 
+    /// Starts another instance on the same database and config (a second replica); stop it
+    /// with `Running::shutdown` before stopping this server.
+    pub async fn replica(&self) -> Running {
+        server::start(self.config.clone(), true)
+            .await
+            .expect("replica starts")
+    }
+
     /// The PostgreSQL database of this server, when it runs on PostgreSQL.
     pub fn pg_database(&self) -> Option<&str> {
         self.pg_database.as_deref()
