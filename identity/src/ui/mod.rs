@@ -332,6 +332,7 @@ fn trait_rows(prefix: &str, value: &Value, out: &mut Vec<Value>) {
                 trait_rows(&name, v, out);
             }
         }
+        Value::String(s) if s.is_empty() => {}
         Value::String(s) => out.push(json!({"name": prefix, "value": s})),
         Value::Null => {}
         other => out.push(json!({"name": prefix, "value": other.to_string()})),
