@@ -267,6 +267,9 @@ try {
     await logout(page);
     await login(page, PASSWORD, totpSecret);
     await screenshot(page, 'signed-in-aal2');
+    await page.goto(`${IDENTITY}/ui/welcome`);
+    assert((await page.locator('#session-aal').innerText()).trim() === 'aal2', 'welcome shows aal2');
+    await screenshot(page, 'welcome-aal2');
     const again = await page.goto(`${GATEWAY}/protected/after-totp`);
     assert(again.status() === 200, `gateway after TOTP login answers ${again.status()}`);
   } else {
