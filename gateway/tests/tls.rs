@@ -206,3 +206,73 @@ fn mismatched_key_fails_start_up() {
     );
     assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
 }
+
+/// An HTTPS upstream served by the test CA's certificate for `localhost`.
+async fn start_https_upstream(pki: &Pki) -> u16 {
+    use axum::serve::ListenerExt as _;
+    let pem = portcullis_gateway::config::TlsPem {
+        cert: pki.chain.clone(),
+        key: pki.key.clone(),
+    };
+    let acceptor = portcullis_gateway::tls::acceptor_builder(&pem)
+        .unwrap_or_else(|e| panic!("acceptor: {e}"))
+        .build();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = tcp
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listener = portcullis_gateway::tls::TlsListener::new(tcp, acceptor)
+        .unwrap_or_else(|e| panic!("tls listener: {e}"));
+    let app = axum::Router::new().fallback(portcullis_gateway::demo_upstream::echo);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener.tap_io(|_| {}), app).await;
+    });
+    port
+}
+
+/// `https://` upstreams: the certificate is verified (here against a CA given to OpenSSL with
+/// `SSL_CERT_FILE`) with the URL's host as SNI; an untrusted certificate is a 502, never a
+/// plain-text fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstream_is_verified() {
+    let pki = pki();
+    let port = start_https_upstream(&pki).await;
+    let rules = format!(
+        r#"
+- id: tls-upstream
+  match: {{url: "http://{{proxy}}/<.*>", methods: [GET]}}
+  upstream: {{url: "https://localhost:{port}/base"}}
+  authenticators: [{{handler: noop}}]
+  authorizer: {{handler: allow}}
+  mutators: [{{handler: noop}}]
+"#
+    );
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let ca_path = files.path().join("ca.pem");
+    std::fs::write(&ca_path, &pki.ca).unwrap_or_else(|e| panic!("{e}"));
+    let ca_path = ca_path.display().to_string();
+    let handlers = handlers_yaml("http://127.0.0.1:9/unused");
+
+    let trusted =
+        Gateway::start_with_env(&handlers, &rules, &[("SSL_CERT_FILE", ca_path.as_str())]).await;
+    let response = client()
+        .get(format!("{}/hello", trusted.proxy))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let echoed: serde_json::Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(echoed["path"], "/base/hello");
+    assert_eq!(echoed["headers"]["host"], format!("localhost:{port}"));
+
+    let untrusted = Gateway::start(&handlers, &rules).await;
+    let response = client()
+        .get(format!("{}/hello", untrusted.proxy))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 502);
+}
