@@ -223,6 +223,10 @@ async fn login_page(db: Db) {
         .map(|a| attr(a, "href").unwrap().to_owned())
         .collect();
     assert!(links.contains(&server.url("/self-service/registration/browser")));
+    assert!(
+        !links.contains(&server.url("/self-service/recovery/browser")),
+        "no recovery link while recovery is off"
+    );
 
     // Wrong password: the flow-level message is shown as an alert.
     let response = browser
@@ -494,6 +498,13 @@ async fn email_flow_pages(db: Db) {
         );
         assert_eq!(select(&doc, "input[name=code]").len(), 1);
     }
+    // With recovery on, the login page links to it.
+    let (_, doc) = open(&browser_client(), &server.url("/ui/login")).await;
+    let links: Vec<_> = select(&doc, "nav a")
+        .iter()
+        .map(|a| attr(a, "href").unwrap().to_owned())
+        .collect();
+    assert!(links.contains(&server.url("/self-service/recovery/browser")));
     // Identity's redirects point at these pages when no ui_url is configured.
     let response = browser_client()
         .get(server.url("/self-service/recovery/browser"))

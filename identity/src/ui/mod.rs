@@ -229,10 +229,12 @@ fn links(state: &AppState, name: &str, flow: &Value) -> Vec<Link> {
                     text: "Create an account",
                 });
             }
-            out.push(Link {
-                href: urls.recovery,
-                text: "Forgot your password?",
-            });
+            if state.email.recovery.enabled {
+                out.push(Link {
+                    href: urls.recovery,
+                    text: "Forgot your password?",
+                });
+            }
             out
         }
         "registration" => vec![Link {
@@ -363,7 +365,8 @@ async fn welcome(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .flatten()
         .map(|a| json!({"value": a["value"], "verified": a["verified"] == json!(true)}))
         .collect();
-    let unverified = addresses.iter().any(|a| a["verified"] != json!(true));
+    let unverified =
+        state.email.verification.enabled && addresses.iter().any(|a| a["verified"] != json!(true));
     let methods: Vec<Value> = session["authentication_methods"]
         .as_array()
         .into_iter()
