@@ -519,6 +519,35 @@ async fn recovery_by_link(db: Db) {
     server.stop().await;
 }
 
+async fn mails_per_address_are_limited(db: Db) {
+    let sink = SmtpSink::start().await.unwrap();
+    let Some(server) = start_with_mail(db, &sink, |_| {}).await else {
+        return;
+    };
+    admin_create_identity(&server, "bombed@example.com").await;
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        let flow = api_flow(&server, "recovery").await;
+        let (status, sent) = post(
+            &flow,
+            json!({"method": "code", "email": "bombed@example.com"}),
+        )
+        .await;
+        answers.push((status, ui_message_ids(&sent)));
+    }
+    assert!(
+        answers.iter().all(|a| *a == (200, vec![1060003])),
+        "{answers:?}"
+    );
+    for _ in 0..5 {
+        sink.wait_for("bombed@example.com", WAIT).await.unwrap();
+    }
+    support::mail::wait_for_status(&server, "bombed@example.com", "sent").await;
+    let queued = support::mail::courier_messages(&server, "?recipient=bombed@example.com").await;
+    assert_eq!(queued.len(), 5, "five mails per address and window");
+    server.stop().await;
+}
+
 dual_db_test!(
     verification_after_registration_by_mailed_code,
     super::verification_after_registration
@@ -553,3 +582,7 @@ dual_db_test!(
     super::recovery_disabled_by_default
 );
 dual_db_test!(recovery_by_mailed_link, super::recovery_by_link);
+dual_db_test!(
+    recovery_mails_per_address_are_limited,
+    super::mails_per_address_are_limited
+);

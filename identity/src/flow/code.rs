@@ -27,6 +27,11 @@ use crate::text::Message;
 /// Wrong codes accepted per flow before it is invalidated.
 pub const MAX_SUBMISSIONS: i64 = 5;
 
+/// Mails per address and flow kind within [`MAIL_WINDOW`]; more requests get the same answer but
+/// send nothing (no mail bombing through recovery or verification). Counted per replica.
+const MAILS_PER_WINDOW: u32 = 5;
+const MAIL_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// One of the two email flows, resolved from the config.
 #[derive(Debug, Clone)]
 pub struct EmailFlowSettings {
@@ -48,6 +53,7 @@ pub struct EmailFlows {
     pub code_lifespan_ms: i64,
     pub link_lifespan_ms: i64,
     pub show_verification_ui: bool,
+    mail_throttle: crate::throttle::Throttle,
 }
 
 fn millis(raw: &str) -> i64 {
@@ -88,7 +94,25 @@ impl EmailFlows {
             code_lifespan_ms: millis(&config.selfservice.methods.code.config.lifespan),
             link_lifespan_ms: millis(&config.selfservice.methods.link.config.lifespan),
             show_verification_ui: config.registration_shows_verification_ui(),
+            mail_throttle: crate::throttle::Throttle::new(crate::throttle::ThrottleConfig {
+                enabled: true,
+                max_attempts: MAILS_PER_WINDOW,
+                max_attempts_per_ip: u32::MAX,
+                window: MAIL_WINDOW,
+                lockout: MAIL_WINDOW,
+            }),
         }
+    }
+
+    /// Counts a mail to `address`; false when its quota is used up (send nothing then).
+    fn may_mail(&self, kind: FlowKind, address: &str) -> bool {
+        let key = format!("{}:{address}", kind.name());
+        let now = std::time::Instant::now();
+        if self.mail_throttle.locked(&key, None, now).is_some() {
+            return false;
+        }
+        self.mail_throttle.failed(&key, None, now);
+        true
     }
 
     pub fn settings(&self, kind: FlowKind) -> &EmailFlowSettings {
@@ -366,7 +390,12 @@ pub async fn send(
     } else {
         state.email.code_lifespan_ms
     };
+    let may_mail = state.email.may_mail(kind, &address);
+    if !may_mail {
+        tracing::info!(flow = %record.id, "mail quota for this address used up; nothing sent");
+    }
     match identity {
+        _ if !may_mail => {}
         Some(identity) if identity.state == "active" || kind == FlowKind::Verification => {
             let challenge = Challenge {
                 address: &address,
