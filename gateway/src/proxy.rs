@@ -84,7 +84,8 @@ fn client_host(header: &RequestHeader) -> &str {
         .unwrap_or_default()
 }
 
-/// The request as the pipeline sees it.
+/// The request as the pipeline sees it, without its headers: matching does not read them, a
+/// pass-through rule never does, so they are copied in only when needed ([`load_headers`]).
 fn request_info(session: &Session, scheme: &'static str) -> RequestInfo {
     let header = session.req_header();
     let raw_path = header.uri.path();
@@ -100,13 +101,18 @@ fn request_info(session: &Session, scheme: &'static str) -> RequestInfo {
         host: client_host(header).to_owned(),
         path,
         query: header.uri.query().map(str::to_owned),
-        headers: header.headers.clone(),
+        headers: http::HeaderMap::new(),
         remote_addr: session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
         body: None,
     }
+}
+
+/// Copies the request headers into `req` (for handlers and error handlers).
+fn load_headers(session: &Session, req: &mut RequestInfo) {
+    req.headers = session.req_header().headers.clone();
 }
 
 /// Whether `clean_path(decode_path(path)) == path`: rooted, no `%`, no empty, `.` or `..`
@@ -214,6 +220,10 @@ impl GatewayProxy {
         req: &mut RequestInfo,
     ) -> std::result::Result<crate::pipeline::Decision, Refusal> {
         let matched = self.pipeline.match_request(req)?;
+        if matched.is_pass_through() {
+            return self.pipeline.run(matched, req).await;
+        }
+        load_headers(session, req);
         if !matched.needs_body() {
             return self.pipeline.run(matched, req).await;
         }
@@ -319,6 +329,10 @@ impl ProxyHttp for GatewayProxy {
             },
             Err(refusal) => refusal,
         };
+        // Error handlers select by `Accept`/`Content-Type` (and redirect on them).
+        if req.headers.is_empty() {
+            load_headers(session, &mut req);
+        }
         let response = self.pipeline.error_response(&refusal, &req);
         ctx.rule = refusal.rule.clone();
         ctx.refused = Some(refusal.error.status);

@@ -84,6 +84,15 @@ impl Matched {
             .is_some_and(|p| p.needs_body)
     }
 
+    /// Whether the rule is `noop → allow → noop`-like: its decision reads nothing of the request
+    /// but the URL it matched (no headers, no body).
+    pub fn is_pass_through(&self) -> bool {
+        self.snapshot
+            .prepared
+            .get(self.found.index)
+            .is_some_and(|p| p.pass_through)
+    }
+
     /// The matched rule.
     pub fn rule(&self) -> &Arc<Rule> {
         &self.found.rule
