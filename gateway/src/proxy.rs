@@ -365,9 +365,10 @@ impl ProxyHttp for GatewayProxy {
             .target
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no upstream selected"))?;
-        let resolved = match target.addr {
+        let upstream = &target.upstream;
+        let resolved = match upstream.addr() {
             Some(addr) => Some(addr),
-            None => tokio::net::lookup_host(target.authority.as_str())
+            None => tokio::net::lookup_host(upstream.authority())
                 .await
                 .ok()
                 .and_then(|mut addrs| addrs.next()),
@@ -379,12 +380,12 @@ impl ProxyHttp for GatewayProxy {
             )
         })?;
         // SNI only matters for TLS: plain upstreams skip the allocation.
-        let sni = if target.tls {
-            target.sni.clone()
+        let sni = if upstream.tls() {
+            upstream.sni().to_owned()
         } else {
             String::new()
         };
-        let mut peer = HttpPeer::new(addr, target.tls, sni);
+        let mut peer = HttpPeer::new(addr, upstream.tls(), sni);
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
         // `timeout.write` bounds each wait for the upstream's answer (expiry: 504).
@@ -421,7 +422,7 @@ impl ProxyHttp for GatewayProxy {
         // Header values are shared (`Bytes`), not copied: the upstream's Host is built once per
         // rule, X-Forwarded-Host is the client's Host value.
         if !target.preserve_host {
-            upstream_request.insert_header("host", target.host_header.clone())?;
+            upstream_request.insert_header("host", target.upstream.host_header().clone())?;
         }
         // One pass over the (few) header names instead of a lookup per forwarded header.
         if !self.trust_forwarded_headers

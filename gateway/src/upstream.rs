@@ -51,16 +51,8 @@ impl UpstreamBase {
 /// The upstream request of a granted request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// `host:port` to connect to (and the `Host` header unless `preserve_host`).
-    pub authority: String,
-    /// `authority` as a header value.
-    pub host_header: http::HeaderValue,
-    /// The address when the upstream host is an IP literal (no resolution needed).
-    pub addr: Option<std::net::SocketAddr>,
-    /// Connect with TLS.
-    pub tls: bool,
-    /// TLS server name.
-    pub sni: String,
+    /// The rule's parsed upstream (shared, not copied per request).
+    pub upstream: std::sync::Arc<UpstreamBase>,
     /// Path and query sent upstream.
     pub path_and_query: String,
     /// Keep the client's `Host`.
@@ -69,11 +61,38 @@ pub struct Target {
     pub headers: Vec<(String, String)>,
 }
 
+impl UpstreamBase {
+    /// `host:port` to connect to (and the `Host` header unless `preserve_host`).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// `authority` as a header value.
+    pub fn host_header(&self) -> &http::HeaderValue {
+        &self.host_header
+    }
+
+    /// The address when the upstream host is an IP literal (no resolution needed).
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.addr
+    }
+
+    /// Connect with TLS.
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// TLS server name.
+    pub fn sni(&self) -> &str {
+        &self.sni
+    }
+}
+
 impl Target {
     /// Computes the upstream request for a decision.
     pub fn for_decision(decision: &Decision, req: &RequestInfo) -> Result<Self, PipelineError> {
         let upstream = &decision.rule.upstream;
-        let Some(base) = decision.upstream.as_deref() else {
+        let Some(base) = decision.upstream.as_ref() else {
             return Err(PipelineError::internal(
                 "the matched rule has no upstream URL",
             ));
@@ -93,11 +112,7 @@ impl Target {
             path_and_query.push_str(q);
         }
         Ok(Self {
-            authority: base.authority.clone(),
-            host_header: base.host_header.clone(),
-            addr: base.addr,
-            tls: base.tls,
-            sni: base.sni.clone(),
+            upstream: std::sync::Arc::clone(base),
             path_and_query,
             preserve_host: upstream.preserve_host,
             headers: decision.session.header.clone(),
