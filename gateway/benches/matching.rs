@@ -80,5 +80,57 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Rules that differ only after a `<port>` group (`http://127.0.0.1:<[0-9]+>/rNNNN/<.*>`): all
+/// share their literal prefix, so the index must key them by their later literal.
+fn port_group_rules(n: usize) -> Vec<Rule> {
+    (0..n)
+        .map(|i| rule(i, format!("http://127.0.0.1:<[0-9]+>/r{i:05}/<.*>")))
+        .collect()
+}
+
+fn bench_shared_prefix(c: &mut Criterion) {
+    let mut group = c.benchmark_group("find/shared_prefix_port_group");
+    for n in [10usize, 1_000, 10_000] {
+        let Ok(set) = RuleSet::compile(port_group_rules(n), MatchingStrategy::Regexp) else {
+            panic!("benchmark rules must compile");
+        };
+        let hit = format!("http://127.0.0.1:4455/r{:05}/x", n / 2);
+        assert!(set.find("GET", &hit).is_ok(), "benchmark URL must match");
+        group.bench_with_input(BenchmarkId::new("hit", n), &hit, |b, url| {
+            b.iter(|| black_box(set.find("GET", url).is_ok()))
+        });
+    }
+    group.finish();
+}
+
+/// Building a rule set from a snapshot: from scratch, and reusing the previous set's patterns
+/// when one rule of 1 000 changed (what every operator stream update costs a gateway).
+fn bench_compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile/1000_rules");
+    group.sample_size(10);
+    let rules = port_group_rules(1_000);
+    let Ok(previous) = RuleSet::compile(rules.clone(), MatchingStrategy::Regexp) else {
+        panic!("benchmark rules must compile");
+    };
+    let mut changed = rules.clone();
+    changed[500].matcher.url = "http://127.0.0.1:<[0-9]+>/changed/<.*>".to_owned();
+    group.bench_function("from_scratch", |b| {
+        b.iter(|| black_box(RuleSet::compile(rules.clone(), MatchingStrategy::Regexp).is_ok()))
+    });
+    group.bench_function("one_changed_reusing_previous", |b| {
+        b.iter(|| {
+            black_box(
+                RuleSet::compile_reusing(
+                    changed.clone(),
+                    MatchingStrategy::Regexp,
+                    Some(&previous),
+                )
+                .is_ok(),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_shared_prefix, bench_compile);
 criterion_main!(benches);

@@ -1,19 +1,21 @@
 //! The compiled, immutable rule index: built once per snapshot, shared by all requests.
 //!
-//! Per-request matching does not loop over every pattern: a byte trie over each pattern's
-//! literal prefix (the text before the first `<`) yields the few candidate rules whose prefix
-//! the URL starts with; patterns that start with a `<...>` part (e.g. `<https|http>://host/`)
-//! are found through an Aho-Corasick automaton over their longest literal text. A method check
-//! filters the candidates, and only those patterns are evaluated.
+//! Per-request matching does not loop over every pattern. Each rule is indexed under one key
+//! that every URL it matches must contain: its literal prefix (the text before the first `<`),
+//! in a byte trie walked along the URL, or another of its literal parts, in an Aho-Corasick
+//! automaton run over the URL — whichever key fewer rules share, so that rules differing only
+//! after a `<...>` group (`http://host:<port>/users/<.*>`, `<https|http>://host/`) are still
+//! told apart. A method check filters the candidates, and only those patterns are evaluated.
 //! Every candidate is evaluated so that ambiguous rule sets are detected (exactly one rule must
 //! match).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{MatchingStrategy, Rule};
 use crate::pattern::Pattern;
 use crate::rule_error::RuleError;
-use crate::validate::compile_rule;
+use crate::validate::{compile_rule, compile_rule_reusing};
 
 /// An immutable compiled rule set.
 #[derive(Debug, Default)]
@@ -25,10 +27,11 @@ pub struct RuleSet {
     floating: Floating,
 }
 
-/// Index of the patterns without a literal prefix.
+/// Index of the rules keyed by a literal other than their prefix.
 #[derive(Debug, Default)]
 struct Floating {
     literals: Vec<String>,
+    positions: HashMap<String, usize>,
     literal_rules: Vec<Vec<u32>>,
     automaton: Option<aho_corasick::AhoCorasick>,
     always: Vec<u32>,
@@ -39,6 +42,38 @@ const MIN_LITERAL: usize = 3;
 
 /// Former name kept for readers of the design docs.
 pub type CompiledRules = RuleSet;
+
+/// Where a rule is indexed.
+enum Key {
+    /// Under its literal prefix, in the trie.
+    Prefix,
+    /// Under this literal, in the automaton.
+    Literal(String),
+    /// Nowhere: evaluated for every request (no literal long enough).
+    Always,
+}
+
+/// Patterns of an earlier set, by `match.url`, for [`RuleSet::compile_reusing`].
+struct Known<'a>(HashMap<&'a str, &'a Pattern>);
+
+impl<'a> Known<'a> {
+    fn of(previous: Option<&'a RuleSet>, strategy: MatchingStrategy) -> Self {
+        let map = match previous {
+            Some(set) if set.strategy == strategy => set
+                .rules
+                .iter()
+                .zip(&set.compiled)
+                .map(|(rule, compiled)| (rule.matcher.url.as_str(), &compiled.pattern))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        Self(map)
+    }
+
+    fn get(&self, rule: &Rule) -> Option<&'a Pattern> {
+        self.0.get(rule.matcher.url.as_str()).copied()
+    }
+}
 
 #[derive(Debug)]
 struct Compiled {
@@ -104,35 +139,85 @@ impl MatchError {
 impl RuleSet {
     /// Compiles all rules; the first invalid rule fails the whole set.
     pub fn compile(rules: Vec<Rule>, strategy: MatchingStrategy) -> Result<Self, RuleError> {
-        let mut set = Self::empty(strategy);
+        Self::compile_reusing(rules, strategy, None)
+    }
+
+    /// [`RuleSet::compile`], reusing the compiled patterns of `previous` for every `match.url`
+    /// it already holds, so that a new snapshot differing in a few rules compiles only those
+    /// (the operator stream sends full snapshots on every change).
+    pub fn compile_reusing(
+        rules: Vec<Rule>,
+        strategy: MatchingStrategy,
+        previous: Option<&RuleSet>,
+    ) -> Result<Self, RuleError> {
+        let known = Known::of(previous, strategy);
+        let mut compiled = Vec::with_capacity(rules.len());
         for rule in rules {
-            let pattern = compile_rule(&rule, strategy)?;
-            set.push(rule, pattern);
+            let pattern = compile_rule_reusing(&rule, strategy, known.get(&rule))?;
+            compiled.push((rule, pattern));
         }
-        set.finish();
-        Ok(set)
+        Ok(Self::build(compiled, strategy))
     }
 
     /// Compiles the valid rules and returns the errors of the others (which are left out).
     pub fn compile_lenient(rules: Vec<Rule>, strategy: MatchingStrategy) -> (Self, Vec<RuleError>) {
-        let mut set = Self::empty(strategy);
+        let mut compiled = Vec::with_capacity(rules.len());
         let mut errors = Vec::new();
         for rule in rules {
             match compile_rule(&rule, strategy) {
-                Ok(pattern) => set.push(rule, pattern),
+                Ok(pattern) => compiled.push((rule, pattern)),
                 Err(e) => errors.push(e),
             }
         }
-        set.finish();
-        (set, errors)
+        (Self::build(compiled, strategy), errors)
     }
 
-    fn empty(strategy: MatchingStrategy) -> Self {
-        Self {
+    /// Indexes each rule under its most selective key: its literal prefix (the trie) or one of
+    /// its literals (the automaton), whichever fewer rules share. Every literal of a pattern
+    /// occurs in every URL it matches, so a rule is a candidate only when its key was found;
+    /// choosing the rarest key keeps the candidate lists short even when all rules share a
+    /// prefix such as `http://127.0.0.1:` before a `<port>` group.
+    fn build(compiled: Vec<(Rule, Pattern)>, strategy: MatchingStrategy) -> Self {
+        let mut set = Self {
             strategy,
             trie: vec![TrieNode::default()],
             ..Self::default()
+        };
+        // In how many rules each literal occurs (each rule counted once).
+        let mut shared: HashMap<String, usize> = HashMap::new();
+        for (_, pattern) in &compiled {
+            let mut own: Vec<&String> = pattern.literals().iter().collect();
+            own.sort_unstable();
+            own.dedup();
+            for literal in own {
+                *shared.entry(literal.clone()).or_default() += 1;
+            }
         }
+        let rarity = |literal: &str| shared.get(literal).copied().unwrap_or(usize::MAX);
+        for (rule, pattern) in compiled {
+            let index = set.rules.len() as u32;
+            let prefix = pattern.literal_prefix();
+            let rarest = pattern
+                .literals()
+                .iter()
+                .filter(|l| l.len() >= MIN_LITERAL)
+                .min_by_key(|l| (rarity(l), std::cmp::Reverse(l.len())));
+            let key = match rarest {
+                Some(literal) if prefix.is_empty() || rarity(literal) < rarity(prefix) => {
+                    Key::Literal(literal.clone())
+                }
+                _ if !prefix.is_empty() => Key::Prefix,
+                _ => Key::Always,
+            };
+            match key {
+                Key::Prefix => set.index_prefix(index, prefix),
+                Key::Literal(literal) => set.index_literal(index, literal),
+                Key::Always => set.floating.always.push(index),
+            }
+            set.push_compiled(rule, pattern);
+        }
+        set.finish();
+        set
     }
 
     fn finish(&mut self) {
@@ -150,26 +235,22 @@ impl RuleSet {
         }
     }
 
-    fn push(&mut self, rule: Rule, pattern: Pattern) {
-        let index = self.rules.len() as u32;
-        if pattern.literal_prefix().is_empty() {
-            let literal = pattern.longest_literal();
-            if literal.len() >= MIN_LITERAL {
-                match self.floating.literals.iter().position(|l| l == literal) {
-                    Some(i) => self.floating.literal_rules[i].push(index),
-                    None => {
-                        self.floating.literals.push(literal.to_owned());
-                        self.floating.literal_rules.push(vec![index]);
-                    }
-                }
-            } else {
-                self.floating.always.push(index);
+    fn index_literal(&mut self, index: u32, literal: String) {
+        match self.floating.positions.get(&literal) {
+            Some(&i) => self.floating.literal_rules[i].push(index),
+            None => {
+                self.floating
+                    .positions
+                    .insert(literal.clone(), self.floating.literals.len());
+                self.floating.literals.push(literal);
+                self.floating.literal_rules.push(vec![index]);
             }
-            self.push_compiled(rule, pattern);
-            return;
         }
+    }
+
+    fn index_prefix(&mut self, index: u32, prefix: &str) {
         let mut node = 0usize;
-        for byte in pattern.literal_prefix().bytes() {
+        for byte in prefix.bytes() {
             let existing = self.trie[node]
                 .children
                 .iter()
@@ -186,7 +267,6 @@ impl RuleSet {
             };
         }
         self.trie[node].rules.push(index);
-        self.push_compiled(rule, pattern);
     }
 
     fn push_compiled(&mut self, rule: Rule, pattern: Pattern) {
@@ -451,6 +531,109 @@ mod tests {
         assert_eq!(
             rules.find("GET", "http://c.example/").map(|_| ()),
             Err(MatchError::NotFound)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rules_sharing_a_prefix_before_a_group_are_told_apart() -> Result<(), MatchError> {
+        // Every pattern starts with the same literal before a `<port>` group: the index keys
+        // them by their rarer literal (`/r0042/`), and matching stays exact.
+        let mut rules: Vec<Rule> = (0..1_000)
+            .map(|i| {
+                let url = format!("http://127.0.0.1:<[0-9]+>/r{i:04}/<.*>");
+                rule(&format!("r{i:04}"), &url, &["GET"])
+            })
+            .collect();
+        rules.push(rule("whole-host", "http://127.0.0.1:4455/<.*>", &["POST"]));
+        let rules = set(rules, MatchingStrategy::Regexp);
+        assert_eq!(
+            rules.find("GET", "http://127.0.0.1:4455/r0042/x")?.rule.id,
+            "r0042"
+        );
+        assert_eq!(
+            rules.find("GET", "http://127.0.0.1:1/r0999/")?.rule.id,
+            "r0999"
+        );
+        assert_eq!(
+            rules
+                .find("GET", "http://127.0.0.1:4455/r1000/x")
+                .map(|_| ()),
+            Err(MatchError::NotFound)
+        );
+        assert_eq!(
+            rules.find("POST", "http://127.0.0.1:4455/r0042/x")?.rule.id,
+            "whole-host"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ambiguity_is_found_across_index_keys() {
+        // One rule keyed by its prefix, the other by a literal after a group: both match.
+        let rules = set(
+            vec![
+                rule("by-prefix", "http://127.0.0.1:4455/<.*>", &["GET"]),
+                rule(
+                    "by-literal",
+                    "http://127.0.0.1:<[0-9]+>/shop/<.*>",
+                    &["GET"],
+                ),
+            ],
+            MatchingStrategy::Regexp,
+        );
+        match rules.find("GET", "http://127.0.0.1:4455/shop/x") {
+            Err(MatchError::Multiple(mut ids)) => {
+                ids.sort();
+                assert_eq!(ids, ["by-literal", "by-prefix"]);
+            }
+            other => panic!("expected both rules, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn compile_reusing_reuses_known_patterns_and_checks_new_ones() -> Result<(), MatchError> {
+        let first = set(
+            vec![
+                rule("a", "http://a/<.*>", &["GET"]),
+                rule("b", "http://b/<[0-9]+>", &["GET"]),
+            ],
+            MatchingStrategy::Regexp,
+        );
+        let next = RuleSet::compile_reusing(
+            vec![
+                rule("a", "http://a/<.*>", &["GET", "POST"]),
+                rule("c", "http://c/<[a-z]+>", &["GET"]),
+            ],
+            MatchingStrategy::Regexp,
+            Some(&first),
+        )
+        .expect("valid set");
+        assert_eq!(next.find("POST", "http://a/x")?.rule.id, "a");
+        assert_eq!(next.find("GET", "http://c/abc")?.rule.id, "c");
+        assert_eq!(
+            next.find("GET", "http://b/1").map(|_| ()),
+            Err(MatchError::NotFound)
+        );
+        // A broken new pattern is still refused, whatever the previous set held.
+        let broken = RuleSet::compile_reusing(
+            vec![rule("d", "http://d/<[unclosed>", &["GET"])],
+            MatchingStrategy::Regexp,
+            Some(&first),
+        );
+        assert!(broken.is_err());
+        // Patterns compiled under another strategy are never reused.
+        let glob = RuleSet::compile_reusing(
+            vec![rule("a", "http://a/<.*>", &["GET"])],
+            MatchingStrategy::Glob,
+            Some(&first),
+        )
+        .expect("valid glob");
+        assert_eq!(glob.find("GET", "http://a/.x")?.rule.id, "a");
+        assert_eq!(
+            glob.find("GET", "http://a/x/y").map(|_| ()),
+            Err(MatchError::NotFound),
+            "glob semantics, not the regexp compiled for the same url"
         );
         Ok(())
     }

@@ -36,6 +36,7 @@ pub struct Pattern {
     regex: fancy_regex::Regex,
     literal_prefix: String,
     longest_literal: String,
+    literals: Vec<String>,
     captures: bool,
 }
 
@@ -47,15 +48,18 @@ impl Pattern {
             Some(Part::Literal(text)) => text.to_string(),
             _ => String::new(),
         };
-        let longest_literal = parts
+        let literals: Vec<String> = parts
             .iter()
             .filter_map(|p| match p {
-                Part::Literal(text) => Some(*text),
+                Part::Literal(text) => Some((*text).to_owned()),
                 Part::Inner(_) => None,
             })
+            .collect();
+        let longest_literal = literals
+            .iter()
             .max_by_key(|text| text.len())
-            .unwrap_or_default()
-            .to_owned();
+            .cloned()
+            .unwrap_or_default();
         let mut regex = String::from("^");
         for part in &parts {
             match (part, strategy) {
@@ -78,6 +82,7 @@ impl Pattern {
             regex,
             literal_prefix,
             longest_literal,
+            literals,
             captures: strategy == MatchingStrategy::Regexp,
         })
     }
@@ -98,6 +103,11 @@ impl Pattern {
         self.regex
             .is_match(url)
             .map_err(|e| EvalError(e.to_string()))
+    }
+
+    /// Every literal part, in order: each one occurs in every matching URL.
+    pub fn literals(&self) -> &[String] {
+        &self.literals
     }
 
     /// Whether `url` matches; on a match, the capture groups (empty for globs).

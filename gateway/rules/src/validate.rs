@@ -15,6 +15,16 @@ pub fn validate_rule(rule: &Rule, strategy: MatchingStrategy) -> Result<(), Rule
 }
 
 pub(crate) fn compile_rule(rule: &Rule, strategy: MatchingStrategy) -> Result<Pattern, RuleError> {
+    compile_rule_reusing(rule, strategy, None)
+}
+
+/// [`compile_rule`], taking `known` (the same `match.url` compiled earlier under the same
+/// strategy) instead of compiling the pattern again.
+pub(crate) fn compile_rule_reusing(
+    rule: &Rule,
+    strategy: MatchingStrategy,
+    known: Option<&Pattern>,
+) -> Result<Pattern, RuleError> {
     let id = rule.id.as_str();
     if id.is_empty() {
         return Err(RuleError::new(id, "id", "must be set"));
@@ -22,8 +32,11 @@ pub(crate) fn compile_rule(rule: &Rule, strategy: MatchingStrategy) -> Result<Pa
     if rule.matcher.url.is_empty() {
         return Err(RuleError::new(id, "match.url", "must be set"));
     }
-    let pattern = Pattern::compile(&rule.matcher.url, strategy)
-        .map_err(|e| RuleError::new(id, "match.url", e.to_string()))?;
+    let pattern = match known {
+        Some(pattern) => pattern.clone(),
+        None => Pattern::compile(&rule.matcher.url, strategy)
+            .map_err(|e| RuleError::new(id, "match.url", e.to_string()))?,
+    };
     for (i, method) in rule.matcher.methods.iter().enumerate() {
         if method.is_empty()
             || !method
