@@ -191,6 +191,7 @@ fn uuid_like() -> String {
 pub struct Binaries {
     pub gateway: PathBuf,
     pub identity: PathBuf,
+    pub operator: PathBuf,
 }
 
 /// The e2e crate's wrapper binaries, as cargo built them for this test.
@@ -200,6 +201,7 @@ macro_rules! binaries {
         $crate::Binaries {
             gateway: env!("CARGO_BIN_EXE_pc-gateway").into(),
             identity: env!("CARGO_BIN_EXE_pc-identity").into(),
+            operator: env!("CARGO_BIN_EXE_pc-operator").into(),
         }
     };
 }
@@ -216,8 +218,60 @@ pub struct Stack {
     pub gateway: Proc,
     pub demo_upstream: Proc,
     pub identity: Proc,
+    bins: Binaries,
+    options: StackOptions,
     _db: TestDatabase,
     pub dir: tempfile::TempDir,
+}
+
+/// The gateway's `oathkeeper.yml` for a suite: the given ports, the rule file, the session check.
+fn gateway_config(
+    gateway_proxy: u16,
+    gateway_api: u16,
+    gateway_metrics: u16,
+    rules_path: &Path,
+    whoami: &str,
+) -> String {
+    format!(
+        r#"
+log:
+  level: debug
+serve:
+  proxy: {{ host: 127.0.0.1, port: {gateway_proxy} }}
+  api: {{ host: 127.0.0.1, port: {gateway_api} }}
+  prometheus: {{ host: 127.0.0.1, port: {gateway_metrics} }}
+access_rules:
+  matching_strategy: regexp
+  repositories: ["file://{rules}"]
+authenticators:
+  anonymous: {{ enabled: true, config: {{ subject: guest }} }}
+  cookie_session:
+    enabled: true
+    config:
+      check_session_url: "{whoami}"
+      preserve_path: true
+      subject_from: identity.id
+      extra_from: "@this"
+      only: [ory_kratos_session]
+  bearer_token:
+    enabled: true
+    config:
+      check_session_url: "{whoami}"
+      preserve_path: true
+      subject_from: identity.id
+      extra_from: "@this"
+authorizers:
+  allow: {{ enabled: true }}
+mutators:
+  noop: {{ enabled: true }}
+  header: {{ enabled: true, config: {{ headers: {{}} }} }}
+errors:
+  fallback: [json]
+  handlers:
+    json: {{ enabled: true }}
+"#,
+        rules = rules_path.display(),
+    )
 }
 
 fn repo_root() -> PathBuf {
@@ -227,9 +281,55 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The operator's config stream, for gateways and identity started by a suite.
+#[derive(Clone, Debug)]
+pub struct StreamEnv {
+    /// The operator's base URL (`http://127.0.0.1:<port>/`).
+    pub url: String,
+    /// Its bearer token.
+    pub token: String,
+}
+
+impl StreamEnv {
+    fn apply(&self, cmd: &mut Command, dir: &Path, name: &str) {
+        cmd.env("PORTCULLIS_STREAM_URL", &self.url)
+            .env("PORTCULLIS_STREAM_TOKEN", &self.token)
+            .env(
+                "PORTCULLIS_STREAM_CACHE",
+                dir.join(format!("{name}-stream-cache.json")),
+            );
+    }
+}
+
+/// How a suite wants its stack.
+#[derive(Clone, Debug, Default)]
+pub struct StackOptions {
+    /// Subscribe gateway and identity to an operator's stream (rules and identity schemas).
+    pub stream: Option<StreamEnv>,
+    /// Extra environment for identity (Kratos-style config overrides).
+    pub identity_env: Vec<(String, String)>,
+}
+
+/// One more gateway on the same rules and stream (see [`Stack::add_gateway`]).
+pub struct Gateway {
+    pub proxy: u16,
+    pub api: u16,
+    pub proc: Proc,
+}
+
+impl Gateway {
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.proxy)
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api)
+    }
+}
+
 impl Stack {
     pub async fn start(bins: &Binaries, db: Database) -> Option<Stack> {
-        Self::start_with_env(bins, db, &[]).await
+        Self::start_with(bins, db, StackOptions::default()).await
     }
 
     /// Like [`Stack::start`], with extra environment for identity (Kratos-style config overrides
@@ -239,6 +339,17 @@ impl Stack {
         db: Database,
         identity_env: &[(&str, String)],
     ) -> Option<Stack> {
+        let options = StackOptions {
+            identity_env: identity_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            ..StackOptions::default()
+        };
+        Self::start_with(bins, db, options).await
+    }
+
+    pub async fn start_with(bins: &Binaries, db: Database, options: StackOptions) -> Option<Stack> {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = TestDatabase::create(db, dir.path()).await?;
         let [
@@ -310,45 +421,12 @@ log:
         );
         let rules_path = dir.path().join("rules.yml");
         std::fs::write(&rules_path, rules).expect("write rules.yml");
-        let oathkeeper = format!(
-            r#"
-log:
-  level: debug
-serve:
-  proxy: {{ host: 127.0.0.1, port: {gateway_proxy} }}
-  api: {{ host: 127.0.0.1, port: {gateway_api} }}
-  prometheus: {{ host: 127.0.0.1, port: {gateway_metrics} }}
-access_rules:
-  matching_strategy: regexp
-  repositories: ["file://{rules}"]
-authenticators:
-  anonymous: {{ enabled: true, config: {{ subject: guest }} }}
-  cookie_session:
-    enabled: true
-    config:
-      check_session_url: "{whoami}"
-      preserve_path: true
-      subject_from: identity.id
-      extra_from: "@this"
-      only: [ory_kratos_session]
-  bearer_token:
-    enabled: true
-    config:
-      check_session_url: "{whoami}"
-      preserve_path: true
-      subject_from: identity.id
-      extra_from: "@this"
-authorizers:
-  allow: {{ enabled: true }}
-mutators:
-  noop: {{ enabled: true }}
-  header: {{ enabled: true, config: {{ headers: {{}} }} }}
-errors:
-  fallback: [json]
-  handlers:
-    json: {{ enabled: true }}
-"#,
-            rules = rules_path.display(),
+        let oathkeeper = gateway_config(
+            gateway_proxy,
+            gateway_api,
+            gateway_metrics,
+            &rules_path,
+            &whoami,
         );
         let oathkeeper_path = dir.path().join("oathkeeper.yml");
         std::fs::write(&oathkeeper_path, oathkeeper).expect("write oathkeeper.yml");
@@ -359,7 +437,10 @@ errors:
             .env("SECRETS_COOKIE", "e2e-cookie-secret-0123456789abcdef")
             .env("SECRETS_CIPHER", "e2e-cipher-secret-0123456789abcd")
             .env("SECRETS_DEFAULT", "e2e-default-secret-0123456789abcdef")
-            .envs(identity_env.iter().map(|(k, v)| (k, v)));
+            .envs(options.identity_env.iter().map(|(k, v)| (k, v)));
+        if let Some(stream) = &options.stream {
+            stream.apply(&mut cmd, dir.path(), "identity");
+        }
         let mut identity = Proc::spawn("identity", cmd, dir.path());
 
         let mut cmd = Command::new(&bins.gateway);
@@ -369,6 +450,9 @@ errors:
 
         let mut cmd = Command::new(&bins.gateway);
         cmd.args(["serve", "-c"]).arg(&oathkeeper_path);
+        if let Some(stream) = &options.stream {
+            stream.apply(&mut cmd, dir.path(), "gateway");
+        }
         let mut gateway = Proc::spawn("gateway", cmd, dir.path());
 
         identity
@@ -389,9 +473,37 @@ errors:
             gateway,
             demo_upstream,
             identity,
+            bins: bins.clone(),
+            options,
             _db: db,
             dir,
         })
+    }
+
+    /// Starts one more gateway with this stack's rule file, session check and stream, on its
+    /// own ports; ready when it returns.
+    pub async fn add_gateway(&self) -> Gateway {
+        let [proxy, api, metrics] = free_ports();
+        let name = format!("gateway-{proxy}");
+        let whoami = self.identity_url("/sessions/whoami");
+        let config = gateway_config(
+            proxy,
+            api,
+            metrics,
+            &self.dir.path().join("rules.yml"),
+            &whoami,
+        );
+        let path = self.dir.path().join(format!("{name}.yml"));
+        std::fs::write(&path, config).expect("write gateway config");
+        let mut cmd = Command::new(&self.bins.gateway);
+        cmd.args(["serve", "-c"]).arg(&path);
+        if let Some(stream) = &self.options.stream {
+            stream.apply(&mut cmd, self.dir.path(), &name);
+        }
+        let mut proc = Proc::spawn(&name, cmd, self.dir.path());
+        proc.wait_ready(&format!("http://127.0.0.1:{api}/health/ready"))
+            .await;
+        Gateway { proxy, api, proc }
     }
 
     pub fn identity_url(&self, path: &str) -> String {
