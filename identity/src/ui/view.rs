@@ -56,6 +56,9 @@ pub struct Form {
     pub title: String,
     pub action: String,
     pub method: String,
+    /// `method=<group>` to send as a hidden field when no node of the form is named `method`
+    /// (forms whose only buttons are flags such as `totp_unlink` or `lookup_secret_confirm`).
+    pub implicit_method: Option<String>,
     pub nodes: Vec<Node>,
 }
 
@@ -81,6 +84,9 @@ const INPUT_TYPES: &[&str] = &[
     "date",
     "url",
 ];
+
+/// Groups that are not a self-service method.
+const NOT_METHODS: &[&str] = &["default", "captcha"];
 
 /// A readable title for a method group.
 fn group_title(group: &str) -> String {
@@ -260,7 +266,7 @@ pub fn flow_view(flow: &Value) -> FlowView {
     let forms = groups
         .into_iter()
         .map(|group| {
-            let nodes = nodes
+            let nodes: Vec<Node> = nodes
                 .iter()
                 .enumerate()
                 .filter(|(_, n)| {
@@ -269,8 +275,12 @@ pub fn flow_view(flow: &Value) -> FlowView {
                 })
                 .map(|(i, n)| node_view(n, &group, i))
                 .collect();
+            let implicit_method = (!NOT_METHODS.contains(&group.as_str())
+                && !nodes.iter().any(|n| n.name == "method"))
+            .then(|| group.clone());
             Form {
                 title: group_title(&group),
+                implicit_method,
                 group,
                 action: action.clone(),
                 method: method.clone(),
@@ -308,7 +318,11 @@ mod tests {
         for form in &view.forms {
             assert_eq!(form.nodes[0].name, "csrf_token");
             assert_eq!(form.nodes.len(), 2);
+            assert_eq!(form.implicit_method.as_deref(), Some(form.group.as_str()));
         }
+        let mut with_button = flow.clone();
+        with_button["ui"]["nodes"][3] = input("totp", "method", "submit");
+        assert_eq!(flow_view(&with_button).forms[2].implicit_method, None);
         let ids: std::collections::HashSet<_> = view
             .forms
             .iter()
