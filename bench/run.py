@@ -925,7 +925,7 @@ def main():
         lines += [f"### Scenario {key}: FAILED", "", f"{error} (logs in {work})", ""]
     if "8" in chosen:
         lines += ["### Scenario 8: operator propagation", "",
-                  "Needs a Kubernetes API server: measured by the operator's process e2e when `KUBECONFIG` is set "
+                  "Needs a Kubernetes API server: measured by the e2e process suite (e2e/tests/cluster.rs when `KUBECONFIG` is set; e2e/tests/propagation.rs for the operator-side part) "
                   "(see docs/benchmarks.md, Operator), not by this harness.", ""]
     if "9" in chosen and "6" in results and "3" in results:
         r6 = results["6"]["summary"]
