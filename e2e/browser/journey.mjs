@@ -117,6 +117,11 @@ async function available(path) {
   return response.status === 200;
 }
 
+async function clickAndWait(page, selector) {
+  await Promise.all([page.waitForLoadState('load'), page.locator(selector).first().click()]);
+  await page.waitForLoadState('load');
+}
+
 async function submit(page, group, value) {
   const button = page.locator(`form[data-group="${group}"] button[name="method"][value="${value}"]`);
   await Promise.all([page.waitForLoadState('load'), button.first().click()]);
@@ -144,7 +149,8 @@ async function logout(page) {
   assert(me.status === 401, `signed out, whoami ${me.status}`);
 }
 
-async function login(page, password, totpSecret) {
+/** Logs in with the password; with `totpSecret` or `backupCode`, then with that second factor. */
+async function login(page, password, totpSecret, backupCode) {
   await page.goto(`${IDENTITY}/ui/login`);
   await page.fill('input[name="identifier"]', EMAIL);
   await page.fill('input[name="password"]', password);
@@ -155,9 +161,15 @@ async function login(page, password, totpSecret) {
     if (!(await page.locator('input[name="totp_code"]').count())) {
       await page.goto(`${IDENTITY}/ui/login?aal=aal2`);
     }
-    await page.fill('input[name="totp_code"]', await freshTotp(totpSecret));
-    await screenshot(page, 'login-second-factor');
-    await submit(page, 'totp', 'totp');
+    if (backupCode) {
+      await page.fill('input[name="lookup_secret"]', backupCode);
+      await screenshot(page, 'login-backup-code');
+      await submit(page, 'lookup_secret', 'lookup_secret');
+    } else {
+      await page.fill('input[name="totp_code"]', await freshTotp(totpSecret));
+      await screenshot(page, 'login-second-factor');
+      await submit(page, 'totp', 'totp');
+    }
   }
   const me = await whoami(page);
   assert(me.status === 200, `signed in, whoami ${me.status}`);
@@ -249,6 +261,7 @@ try {
 
   // 6. Enrol TOTP in settings.
   let totpSecret = null;
+  let backupCodes = [];
   await page.goto(`${IDENTITY}/ui/settings`);
   await screenshot(page, 'settings');
   if (await page.locator('form[data-group="totp"] [data-node="totp_secret_key"]').count()) {
@@ -262,6 +275,23 @@ try {
       (await page.locator('form[data-group="totp"] button[name="totp_unlink"]').count()) > 0,
       'TOTP is linked (an unlink button is offered)',
     );
+
+    // Backup codes (lookup secrets): generate, read, confirm; one is used for the last login.
+    if (await page.locator('button[name="lookup_secret_regenerate"]').count()) {
+      await clickAndWait(page, 'button[name="lookup_secret_regenerate"]');
+      const listed = await page.locator('[data-node="lookup_secret_codes"]').innerText();
+      backupCodes = listed.split(/[,\s]+/).filter(Boolean);
+      assert(backupCodes.length >= 8, `backup codes are shown (${backupCodes.length})`);
+      await screenshot(page, 'backup-codes');
+      await clickAndWait(page, 'button[name="lookup_secret_confirm"]');
+      await screenshot(page, 'backup-codes-confirmed');
+      assert(
+        (await page.locator('button[name="lookup_secret_disable"]').count()) > 0,
+        'backup codes are active (a disable button is offered)',
+      );
+    } else {
+      skipped.push('backup codes (no lookup_secret group in settings)');
+    }
 
     // 7. Log out, 8. log in with password + TOTP.
     await logout(page);
@@ -309,7 +339,8 @@ try {
     }
     await screenshot(page, 'new-password-saved');
     await logout(page);
-    await login(page, NEW_PASSWORD, totpSecret);
+    // The last login takes a backup code as its second factor when there are some.
+    await login(page, NEW_PASSWORD, totpSecret, backupCodes[0]);
     await screenshot(page, 'signed-in-with-new-password');
   } else {
     skipped.push('password recovery (no /self-service/recovery backend)');
@@ -324,4 +355,6 @@ try {
 }
 for (const s of skipped) log(`skipped: ${s}`);
 log(`screenshots: ${ARTIFACTS}`);
-process.exit(failed ? 1 : 0);
+// Every step's backend exists now: a skipped step is a regression.
+if (skipped.length) console.error('[journey] FAILED: steps were skipped');
+process.exit(failed || skipped.length ? 1 : 0);
