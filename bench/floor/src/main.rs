@@ -7,6 +7,11 @@
 use async_trait::async_trait;
 use pingora::prelude::*;
 
+// `--features mimalloc`: the gateway binary's allocator, for a like-for-like floor.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Floor {
     upstream: String,
 }
