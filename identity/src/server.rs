@@ -158,7 +158,7 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
     }
     if config.secrets.cookie.is_empty() && config.secrets.default.is_empty() {
         tracing::warn!(
-            "no secrets.cookie / secrets.default configured (SECRETS_COOKIE, SECRETS_DEFAULT)"
+            "no secrets.cookie / secrets.default configured (SECRETS_COOKIE, SECRETS_DEFAULT): cookies are signed with a random key and stop working when this process restarts"
         );
     }
     let email = Arc::new(crate::flow::code::EmailFlows::new(

@@ -102,14 +102,18 @@ pub fn session_json(
 }
 
 /// Where a request carries its session token, in Kratos' order: `X-Session-Token`, the
-/// session cookie, then `Authorization: Bearer`.
-pub fn presented_token(headers: &HeaderMap, cookie_name: &str) -> Option<Token> {
+/// session cookie (only with a valid signature), then `Authorization: Bearer`.
+pub fn presented_token(
+    headers: &HeaderMap,
+    cookie: &crate::cookie::CookieAttrs,
+    cookie_name: &str,
+) -> Option<Token> {
     if let Some(v) = headers.get("x-session-token").and_then(|v| v.to_str().ok())
         && !v.trim().is_empty()
     {
         return Some(Token::from_presented(v.trim()));
     }
-    if let Some(v) = crate::cookie::read(headers, cookie_name) {
+    if let Some(v) = cookie.read(headers, cookie_name) {
         return Some(Token::from_presented(&v));
     }
     let auth = headers
@@ -136,12 +140,23 @@ mod tests {
 
     #[test]
     fn header_order_is_kratos_order() {
+        let attrs = crate::cookie::CookieAttrs {
+            path: "/".into(),
+            domain: None,
+            same_site: "Lax".into(),
+            secure: false,
+            keys: std::sync::Arc::new(crate::cookie::CookieKeys::new(&["k"])),
+        };
+        let signed = attrs.keys.sign("s", "c");
         let mut h = HeaderMap::new();
         h.insert("authorization", "Bearer b".parse().unwrap());
-        assert_eq!(presented_token(&h, "s").unwrap().expose(), "b");
+        assert_eq!(presented_token(&h, &attrs, "s").unwrap().expose(), "b");
+        // An unsigned cookie is no session: the next place (Bearer) is used.
         h.insert("cookie", "s=c; other=x".parse().unwrap());
-        assert_eq!(presented_token(&h, "s").unwrap().expose(), "c");
+        assert_eq!(presented_token(&h, &attrs, "s").unwrap().expose(), "b");
+        h.insert("cookie", format!("s={signed}; other=x").parse().unwrap());
+        assert_eq!(presented_token(&h, &attrs, "s").unwrap().expose(), "c");
         h.insert("x-session-token", "x".parse().unwrap());
-        assert_eq!(presented_token(&h, "s").unwrap().expose(), "x");
+        assert_eq!(presented_token(&h, &attrs, "s").unwrap().expose(), "x");
     }
 }

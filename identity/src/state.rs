@@ -68,7 +68,23 @@ impl Settings {
             .path
             .clone()
             .unwrap_or_else(|| "/".to_owned());
+        // Kratos: secrets.cookie signs cookies, secrets.default when that list is empty.
+        let cookie_secrets = if config.secrets.cookie.is_empty() {
+            &config.secrets.default
+        } else {
+            &config.secrets.cookie
+        };
+        // Neither set: a random key for this process (start-up warns; cookies, not sessions, are
+        // lost on restart), never an unsigned or well-known one.
+        let cookie_keys = Arc::new(if cookie_secrets.is_empty() {
+            let mut key = [0u8; 32];
+            rand::fill(&mut key);
+            crate::cookie::CookieKeys::new(&[key])
+        } else {
+            crate::cookie::CookieKeys::new(cookie_secrets)
+        });
         let session_cookie = CookieAttrs {
+            keys: cookie_keys.clone(),
             path: config
                 .session
                 .cookie
@@ -93,6 +109,7 @@ impl Settings {
         };
         let csrf_secure = config.cookies.secure.unwrap_or(https);
         let csrf_cookie = CookieAttrs {
+            keys: cookie_keys,
             path: cookie_path,
             domain: config.cookies.domain.clone(),
             same_site: if csrf_secure {
@@ -239,9 +256,11 @@ impl AppState {
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<Option<(SessionRecord, IdentityRecord)>, ApiError> {
-        let Some(token) =
-            crate::session::presented_token(headers, &self.settings.session_cookie_name)
-        else {
+        let Some(token) = crate::session::presented_token(
+            headers,
+            &self.settings.session_cookie,
+            &self.settings.session_cookie_name,
+        ) else {
             return Ok(None);
         };
         let now = crate::clock::now_ms();

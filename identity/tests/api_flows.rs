@@ -150,10 +150,13 @@ async fn full_native_journey(db: Db) {
         "password"
     );
 
+    // An API session token is not a cookie: the session cookie is signed with secrets.cookie,
+    // so the raw token in its place is no session.
+    let (status, _) = whoami(&server, ("Cookie", format!("ory_kratos_session={token}"))).await;
+    assert_eq!(status, 401);
     for header in [
         ("X-Session-Token", token.clone()),
         ("Authorization", format!("Bearer {token}")),
-        ("Cookie", format!("ory_kratos_session={token}")),
     ] {
         let (status, session) = whoami(&server, header).await;
         assert_eq!(status, 200, "{session}");

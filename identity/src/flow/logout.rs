@@ -20,7 +20,11 @@ pub async fn logout_url(
     headers: &HeaderMap,
     return_to: Option<&str>,
 ) -> Result<(String, String), ApiError> {
-    let Some(token) = crate::cookie::read(headers, &state.settings.session_cookie_name) else {
+    let Some(token) = state
+        .settings
+        .session_cookie
+        .read(headers, &state.settings.session_cookie_name)
+    else {
         return Err(ApiError::unauthorized());
     };
     let now = now_ms();
@@ -86,7 +90,11 @@ pub async fn perform_browser(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let Some(cookie) = crate::cookie::read(&headers, &state.settings.session_cookie_name) else {
+    let Some(cookie) = state
+        .settings
+        .session_cookie
+        .read(&headers, &state.settings.session_cookie_name)
+    else {
         return ApiError::unauthorized().into_response();
     };
     let now = now_ms();

@@ -334,7 +334,8 @@ pub async fn create_with(state: &AppState, new: NewFlow) -> Result<FlowRecord, A
 /// The CSRF cookie already on the request when valid, else a new token and its Set-Cookie.
 pub fn csrf_for_request(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
     let name = &state.settings.csrf_cookie_name;
-    match crate::cookie::read(headers, name).filter(|t| crate::csrf::is_valid_token(t)) {
+    let existing = state.settings.csrf_cookie.read(headers, name);
+    match existing.filter(|t| crate::csrf::is_valid_token(t)) {
         Some(existing) => (existing, None),
         None => {
             let token = crate::csrf::generate();
@@ -430,7 +431,10 @@ pub async fn fetch(
         Err(e) => return e.into_response(),
     };
     if record.flow_type == "browser" {
-        let cookie = crate::cookie::read(headers, &state.settings.csrf_cookie_name);
+        let cookie = state
+            .settings
+            .csrf_cookie
+            .read(headers, &state.settings.csrf_cookie_name);
         if cookie.as_deref() != Some(record.csrf_token.as_str()) {
             return csrf_error(crate::csrf::Rejection::NoCookie).into_response();
         }

@@ -80,7 +80,10 @@ pub async fn begin_submit(
         return Err(expired(state, kind, &record, headers, now).await);
     }
     if record.flow_type == "browser" {
-        let cookie = crate::cookie::read(headers, &state.settings.csrf_cookie_name);
+        let cookie = state
+            .settings
+            .csrf_cookie
+            .read(headers, &state.settings.csrf_cookie_name);
         let submitted = body
             .get("csrf_token")
             .and_then(Value::as_str)
