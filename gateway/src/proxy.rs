@@ -456,7 +456,9 @@ impl ProxyHttp for GatewayProxy {
         if let Some(value) = forwarded_for {
             upstream_request.insert_header("x-forwarded-for", value)?;
         }
-        if !upstream_request.headers.contains_key("x-forwarded-host") {
+        // Untrusted forwarded headers were removed above: no lookup needed then.
+        let trusted = self.trust_forwarded_headers;
+        if !trusted || !upstream_request.headers.contains_key("x-forwarded-host") {
             let client = session.req_header();
             let host = match client.headers.get(http::header::HOST) {
                 Some(value) => value.clone(),
@@ -465,7 +467,7 @@ impl ProxyHttp for GatewayProxy {
             };
             upstream_request.insert_header("x-forwarded-host", host)?;
         }
-        if !upstream_request.headers.contains_key("x-forwarded-proto") {
+        if !trusted || !upstream_request.headers.contains_key("x-forwarded-proto") {
             upstream_request.insert_header(
                 "x-forwarded-proto",
                 http::HeaderValue::from_static(ctx.scheme),
