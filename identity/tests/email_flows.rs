@@ -305,6 +305,55 @@ async fn browser_recovery_ends_in_settings(db: Db) {
     server.stop().await;
 }
 
+/// Someone's browser recovery flow, opened by another browser through its bare link: the other
+/// browser goes to the flow's page but is never handed the flow's CSRF token (which the flow's
+/// creator knows), so no one can plant a CSRF token of theirs in a victim's browser.
+async fn foreign_flow_link_plants_no_csrf_cookie(db: Db) {
+    let sink = SmtpSink::start().await.unwrap();
+    let Some(server) = start_with_mail(db, &sink, |_| {}).await else {
+        return;
+    };
+    let attacker = browser_client();
+    let response = attacker
+        .get(server.url("/self-service/recovery/browser"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let flow_id = location(&response)
+        .split("flow=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let victim = browser_client();
+    let opened = victim
+        .get(server.url(&format!("/self-service/recovery?flow={flow_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 303);
+    assert!(location(&opened).contains("/ui/recovery?flow="));
+    let planted = opened
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with("csrf_token_"));
+    assert!(
+        !planted,
+        "a browser flow's CSRF token was handed to another browser"
+    );
+    // And the victim's browser cannot read the flow either.
+    let fetched = victim
+        .get(server.url(&format!("/self-service/recovery/flows?id={flow_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 403);
+    server.stop().await;
+}
+
 async fn admin_recovery_code_and_link(db: Db) {
     let sink = SmtpSink::start().await.unwrap();
     let Some(server) = start_with_mail(db, &sink, |_| {}).await else {
@@ -585,4 +634,8 @@ dual_db_test!(recovery_by_mailed_link, super::recovery_by_link);
 dual_db_test!(
     recovery_mails_per_address_are_limited,
     super::mails_per_address_are_limited
+);
+dual_db_test!(
+    a_foreign_flow_link_plants_no_csrf_cookie,
+    super::foreign_flow_link_plants_no_csrf_cookie
 );

@@ -567,6 +567,21 @@ pub fn sent_flow(
     (record, code, stored)
 }
 
+/// The request URL of a recovery flow made by `POST /admin/recovery/{code,link}`.
+pub fn admin_request_url(state: &AppState, link: bool) -> String {
+    let method = if link { "link" } else { "code" };
+    format!("{}/admin/recovery/{method}", state.settings.admin_base)
+}
+
+/// Whether `record` was made through the admin API (only such flows may hand their CSRF token
+/// to a browser that opens their link: for any other flow that would let whoever created it
+/// plant a CSRF token they know in someone else's browser).
+fn made_by_admin(state: &AppState, record: &FlowRecord) -> bool {
+    record.kind == FlowKind::Recovery.name()
+        && (record.request_url == admin_request_url(state, false)
+            || record.request_url == admin_request_url(state, true))
+}
+
 /// `expires_at` as RFC 3339, for admin answers.
 pub fn expires(at: i64) -> String {
     rfc3339(at)
@@ -616,7 +631,7 @@ pub async fn begin(
                 add_message(&mut record.ui, None, invalid_message(kind, link));
                 Step::Done(super::flow_failed(state, kind, record, headers).await)
             }
-            None if record.flow_type == "browser" => {
+            None if record.flow_type == "browser" && made_by_admin(state, &record) => {
                 let cookie = state.settings.csrf_cookie.header(
                     &state.settings.csrf_cookie_name,
                     &record.csrf_token,
@@ -627,6 +642,11 @@ pub async fn begin(
                     &[cookie],
                 ))
             }
+            // Any other browser flow: to its page, with the browser's own CSRF cookie (the
+            // page starts over if the flow is not this browser's).
+            None if record.flow_type == "browser" => Step::Done(super::see_other(
+                &super::ui_redirect_url(state, kind, record.id),
+            )),
             None => Step::Done(super::no_cache(
                 axum::Json(super::flow_json(state, &record)).into_response(),
             )),

@@ -65,7 +65,7 @@ async fn create(state: AppState, body: Bytes, link: bool) -> Response {
             lifespan_ms,
             link,
         };
-        let (flow, code, stored) = sent_flow(
+        let (mut flow, code, stored) = sent_flow(
             &state,
             FlowKind::Recovery,
             flow_type,
@@ -73,6 +73,9 @@ async fn create(state: AppState, body: Bytes, link: bool) -> Response {
             &challenge,
             now,
         );
+        // As Kratos, the flow's request URL is the admin call that made it: that is what lets a
+        // browser opening the recovery link adopt the flow's CSRF token (see `code::begin`).
+        flow.request_url = crate::flow::code::admin_request_url(&state, link);
         let outbox = Outbox {
             flows: vec![flow.clone()],
             codes: vec![stored],
