@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::Client;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::{Controller, Error as ControllerError};
@@ -245,10 +245,11 @@ pub async fn run(
         leadership.set(false);
         metrics.set_leader(false);
         let leases: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
-        match tokio::time::timeout(LEASE_RELEASE_PATIENCE, leader::release(&leases, &lease)).await
-        {
+        match tokio::time::timeout(LEASE_RELEASE_PATIENCE, leader::release(&leases, &lease)).await {
             Ok(Ok(released)) => tracing::info!(released, lease = %lease.name, "lease given up"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the lease; it expires on its own"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot release the lease; it expires on its own")
+            }
             Err(_) => tracing::warn!("releasing the lease timed out; it expires on its own"),
         }
     }

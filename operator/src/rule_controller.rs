@@ -236,7 +236,9 @@ async fn write_oathkeeper_status(
         &kube::api::Patch::Merge(&patch),
     )
     .await?;
-    let flipped = current.and_then(|c| c.get("valid")).and_then(|v| v.as_bool())
+    let flipped = current
+        .and_then(|c| c.get("valid"))
+        .and_then(|v| v.as_bool())
         != Some(verdict.accepted);
     if flipped {
         let reason = if verdict.accepted {

@@ -150,13 +150,19 @@ async fn apply_delete_churn_keeps_good_rules_served_and_memory_bounded() -> Resu
     for round in 0..ROUNDS {
         ctx = with_rules(ctx, &rules_at(round))?;
         let (_, version) = publish_rules(&ctx).await?;
-        ensure!(version > last_version, "round {round}: a change is a new version");
+        ensure!(
+            version > last_version,
+            "round {round}: a change is a new version"
+        );
         last_version = version;
         let expected: BTreeSet<String> = window(round)
             .filter(|n| matches!(generated(*n).1, Kind::Good | Kind::Huge))
             .map(|n| format!("r{n}.shop"))
             .collect();
-        ensure!(served(&ctx) == expected, "round {round}: served set differs");
+        ensure!(
+            served(&ctx) == expected,
+            "round {round}: served set differs"
+        );
         // Nothing accumulates: the memo holds the live rules only.
         ensure!(
             ctx.evaluator.remembered() == LIVE,

@@ -82,7 +82,10 @@ async fn oathkeeper_rule_is_served_alongside_portcullis_rules() -> Result<()> {
 }
 
 /// A Maester Rule in the shop namespace, known to the fake API, and a leader context serving it.
-fn maester_rule(api: &FakeApi, url: &str) -> Result<(DynamicObject, Arc<portcullis_operator::Context>)> {
+fn maester_rule(
+    api: &FakeApi,
+    url: &str,
+) -> Result<(DynamicObject, Arc<portcullis_operator::Context>)> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("oathkeeper.ory.sh", "v1alpha1", "Rule"),
         "rules",
