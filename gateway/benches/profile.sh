@@ -8,6 +8,8 @@
 # (bench/run.py) give the req/s and CPU µs/request next to nginx and HAProxy.
 #
 # Usage: gateway/benches/profile.sh [--no-build] [requests]      (default 20000)
+# The floor is built with the gateway binary's allocator (mimalloc) so the ratio compares like with
+# like; FLOOR_FEATURES= (empty) builds the glibc floor instead.
 # Needs: valgrind, nginx (the upstream), python3, taskset. Honours CARGO_TARGET_DIR; BIN=<dir>
 # profiles binaries from another directory (e.g. copies of a previous build, with --no-build).
 # Output: Ir/request for each system and callgrind files in $OUT (default /tmp/portcullis-profile)
@@ -29,7 +31,8 @@ PROXY_CPU=0
 LOAD_CPU=1
 
 if [[ $BUILD == 1 ]]; then
-  (cd "$ROOT" && cargo build --release --quiet -p portcullis-gateway -p portcullis-bench-floor)
+  (cd "$ROOT" && cargo build --release --quiet -p portcullis-gateway -p portcullis-bench-floor \
+    ${FLOOR_FEATURES-"--features portcullis-bench-floor/mimalloc"})
 fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/portcullis-profile-run.XXXXXX)
