@@ -84,7 +84,10 @@ def build(identity):
     if identity:
         pkgs += ["-p", "portcullis-identity"]
     print(f"building release binaries ({' '.join(pkgs[1::2])})", flush=True)
-    sh(["cargo", "build", "--release", "--quiet", *pkgs, "--bins"], cwd=ROOT)
+    # The floor gets the gateway binary's allocator (mimalloc), so the ratio compares
+    # proxy work, not allocators (gateway/benches/profile.sh does the same).
+    sh(["cargo", "build", "--release", "--quiet", *pkgs, "--bins",
+        "--features", "portcullis-bench-floor/mimalloc"], cwd=ROOT)
 
 
 def wait_port(port, proc, name, timeout=60):
