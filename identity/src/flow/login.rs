@@ -57,25 +57,7 @@ pub fn nodes() -> Vec<Value> {
     ]
 }
 
-/// `GET /self-service/login/api`.
-pub async fn create_api(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Api).await
-}
-
-/// `GET /self-service/login/browser`.
-pub async fn create_browser(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Browser).await
-}
+super::create_handlers!("login");
 
 async fn create(
     state: AppState,

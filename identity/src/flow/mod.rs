@@ -13,6 +13,33 @@ pub mod settings;
 mod submit;
 pub mod verification;
 
+/// The `GET /self-service/<flow>/api` and `/browser` handlers of a flow module: both call the
+/// module's `create(state, uri, query, headers, flow_type)`, differing only in the flow type.
+macro_rules! create_handlers {
+    ($flow:literal) => {
+        #[doc = concat!("`GET /self-service/", $flow, "/api`.")]
+        pub async fn create_api(
+            State(state): State<AppState>,
+            uri: OriginalUri,
+            Query(query): Query<Value>,
+            headers: HeaderMap,
+        ) -> Response {
+            create(state, uri, query, headers, FlowType::Api).await
+        }
+
+        #[doc = concat!("`GET /self-service/", $flow, "/browser`.")]
+        pub async fn create_browser(
+            State(state): State<AppState>,
+            uri: OriginalUri,
+            Query(query): Query<Value>,
+            headers: HeaderMap,
+        ) -> Response {
+            create(state, uri, query, headers, FlowType::Browser).await
+        }
+    };
+}
+pub(crate) use create_handlers;
+
 use submit::csrf_error;
 pub use submit::{begin_submit, flow_failed, flow_failed_with, parse_body};
 

@@ -20,25 +20,7 @@ use crate::text::Message;
 
 const KIND: FlowKind = FlowKind::Recovery;
 
-/// `GET /self-service/recovery/api`.
-pub async fn create_api(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Api).await
-}
-
-/// `GET /self-service/recovery/browser`.
-pub async fn create_browser(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Browser).await
-}
+super::create_handlers!("recovery");
 
 async fn create(
     state: AppState,

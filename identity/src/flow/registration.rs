@@ -92,25 +92,7 @@ fn request_url(state: &AppState, uri: &OriginalUri) -> String {
     format!("{}{}", state.settings.public_base, uri.0)
 }
 
-/// `GET /self-service/registration/api`.
-pub async fn create_api(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Api).await
-}
-
-/// `GET /self-service/registration/browser`.
-pub async fn create_browser(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Browser).await
-}
+super::create_handlers!("registration");
 
 async fn create(
     state: AppState,

@@ -48,25 +48,7 @@ fn nodes(state: &AppState, identity: &IdentityRecord) -> Vec<Value> {
     out
 }
 
-/// `GET /self-service/settings/api`.
-pub async fn create_api(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Api).await
-}
-
-/// `GET /self-service/settings/browser`.
-pub async fn create_browser(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Browser).await
-}
+super::create_handlers!("settings");
 
 async fn create(
     state: AppState,

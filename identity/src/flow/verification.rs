@@ -19,25 +19,7 @@ use crate::text::Message;
 
 const KIND: FlowKind = FlowKind::Verification;
 
-/// `GET /self-service/verification/api`.
-pub async fn create_api(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Api).await
-}
-
-/// `GET /self-service/verification/browser`.
-pub async fn create_browser(
-    State(state): State<AppState>,
-    uri: OriginalUri,
-    Query(query): Query<Value>,
-    headers: HeaderMap,
-) -> Response {
-    create(state, uri, query, headers, FlowType::Browser).await
-}
+super::create_handlers!("verification");
 
 async fn create(
     state: AppState,
