@@ -392,6 +392,111 @@ pub fn schema_url(public_base: &str, id: &str) -> String {
     )
 }
 
+/// How long one fetch of an `http(s)://` schema may take.
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Fetch attempts per `http(s)://` schema before start-up fails (a schema server starting
+/// beside us in a cluster gets a few seconds).
+const REMOTE_ATTEMPTS: u32 = 5;
+/// Largest schema document accepted from a remote URL.
+const REMOTE_MAX_BYTES: usize = 1 << 20;
+
+/// Fetches every `http://` / `https://` schema (as Kratos does at start-up) and returns the
+/// refs with those URLs replaced by `base64://` of the fetched document, so that
+/// [`SchemaRegistry::load`] stays synchronous. Other refs pass through untouched. A schema that
+/// cannot be fetched (after retries), is too large or answers a non-2xx status fails start-up
+/// with an error naming its id and URL.
+pub async fn fetch_remote(refs: &[SchemaRef]) -> Result<Vec<SchemaRef>, SchemaError> {
+    if !refs.iter().any(|r| is_remote(&r.url)) {
+        return Ok(refs.to_vec());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(REMOTE_TIMEOUT)
+        .build()
+        .map_err(|e| SchemaError::Load {
+            id: "?".to_owned(),
+            url: "http(s)".to_owned(),
+            reason: format!("HTTP client: {e}"),
+        })?;
+    let mut out = Vec::with_capacity(refs.len());
+    for r in refs {
+        if !is_remote(&r.url) {
+            out.push(r.clone());
+            continue;
+        }
+        let body = fetch_with_retries(&client, r).await?;
+        out.push(SchemaRef {
+            id: r.id.clone(),
+            url: format!(
+                "base64://{}",
+                base64::engine::general_purpose::STANDARD.encode(body)
+            ),
+        });
+    }
+    Ok(out)
+}
+
+fn is_remote(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+async fn fetch_with_retries(
+    client: &reqwest::Client,
+    r: &SchemaRef,
+) -> Result<Vec<u8>, SchemaError> {
+    let fail = |reason: String| SchemaError::Load {
+        id: r.id.clone(),
+        url: r.url.clone(),
+        reason,
+    };
+    let mut delay = std::time::Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let response = client
+                .get(&r.url)
+                .header(
+                    reqwest::header::ACCEPT,
+                    "application/schema+json, application/json",
+                )
+                .send()
+                .await
+                .map_err(|e| (true, e.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                // A server error may pass; a 4xx will not.
+                return Err((status.is_server_error(), format!("answered {status}")));
+            }
+            if response
+                .content_length()
+                .is_some_and(|n| n > REMOTE_MAX_BYTES as u64)
+            {
+                return Err((false, format!("larger than {REMOTE_MAX_BYTES} bytes")));
+            }
+            let body = response.bytes().await.map_err(|e| (true, e.to_string()))?;
+            if body.len() > REMOTE_MAX_BYTES {
+                return Err((false, format!("larger than {REMOTE_MAX_BYTES} bytes")));
+            }
+            Ok(body.to_vec())
+        }
+        .await;
+        match result {
+            Ok(body) => return Ok(body),
+            Err((retry, reason)) if retry && attempt < REMOTE_ATTEMPTS => {
+                tracing::warn!(
+                    schema = %r.id,
+                    url = %r.url,
+                    attempt,
+                    "identity schema fetch failed, retrying: {reason}"
+                );
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err((_, reason)) => return Err(fail(reason)),
+        }
+    }
+}
+
 fn fetch(r: &SchemaRef, base_dir: &Path) -> Result<Value, SchemaError> {
     let fail = |reason: String| SchemaError::Load {
         id: r.id.clone(),
@@ -406,9 +511,9 @@ fn fetch(r: &SchemaRef, base_dir: &Path) -> Result<Value, SchemaError> {
             .or_else(|_| engine_url.decode(encoded.trim_end_matches('=')))
             .map_err(|e| fail(e.to_string()))?;
         String::from_utf8(bytes).map_err(|e| fail(e.to_string()))?
-    } else if r.url.starts_with("http://") || r.url.starts_with("https://") {
+    } else if is_remote(&r.url) {
         return Err(fail(
-            "http(s) schema URLs are not supported yet; use file:// or base64://".to_owned(),
+            "http(s) schema URLs are fetched by `fetch_remote` before loading".to_owned(),
         ));
     } else {
         let path = r.url.strip_prefix("file://").unwrap_or(&r.url);

@@ -108,15 +108,16 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             "database migrations are pending; run `portcullis-identity migrate sql -e --yes` (or serve --dev)"
         );
     }
+    let schema_refs = crate::schema::fetch_remote(&config.identity.schemas).await?;
     let schemas = if config.stream.is_some() {
         SchemaRegistry::load_partial(
-            &config.identity.schemas,
+            &schema_refs,
             &config.identity.default_schema_id,
             &config.base_dir,
         )?
     } else {
         SchemaRegistry::load(
-            &config.identity.schemas,
+            &schema_refs,
             &config.identity.default_schema_id,
             &config.base_dir,
         )?
