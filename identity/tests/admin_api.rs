@@ -521,3 +521,196 @@ async fn sessions(db: Db) {
     server.stop().await;
 }
 dual_db_test!(admin_and_self_service_session_management, super::sessions);
+
+fn links(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers["link"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(|l| {
+            let url = l.split(['<', '>']).nth(1).unwrap().to_owned();
+            let rel = l
+                .split("rel=\"")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('"')
+                .to_owned();
+            (rel, url)
+        })
+        .collect()
+}
+
+/// Kratos' deprecated `page`/`per_page` on `/admin/identities`, `/sessions` and `/schemas`:
+/// 0-based pages, `X-Total-Count`, `Link` with first/prev/next/last, 400 beyond 1 000 items;
+/// the listing carries each identity's credentials (fetched for the whole page at once).
+async fn legacy_pagination(db: Db) {
+    let Some(server) = support::start(db, |_| {}).await else {
+        return;
+    };
+    use reqwest::Method;
+    for n in 0..5 {
+        let (status, body, _) = admin(
+            &server,
+            Method::POST,
+            "/admin/identities",
+            Some(json!({
+                "schema_id": "default", "traits": {"email": format!("legacy{n}@example.com")},
+                "credentials": {"password": {"config": {"password": PASSWORD}}}
+            })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, page0, headers) = admin(
+        &server,
+        Method::GET,
+        "/admin/identities?page=0&per_page=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page0}");
+    assert_eq!(page0.as_array().unwrap().len(), 2);
+    assert_eq!(headers["x-total-count"], "5");
+    let rels = links(&headers);
+    let rel = |name: &str| rels.iter().find(|(r, _)| r == name).map(|(_, u)| u.clone());
+    assert!(
+        rel("first").unwrap().ends_with("page=0&per_page=2"),
+        "{rels:?}"
+    );
+    assert!(
+        rel("next").unwrap().ends_with("page=1&per_page=2"),
+        "{rels:?}"
+    );
+    assert!(
+        rel("last").unwrap().ends_with("page=2&per_page=2"),
+        "{rels:?}"
+    );
+    assert!(rel("prev").is_none(), "{rels:?}");
+    for identity in page0.as_array().unwrap() {
+        let identifiers = &identity["credentials"]["password"]["identifiers"];
+        assert_eq!(
+            identifiers[0].as_str().unwrap(),
+            identity["traits"]["email"].as_str().unwrap(),
+            "{identity}"
+        );
+        assert!(
+            identity["credentials"]["password"].get("config").is_none()
+                || identity["credentials"]["password"]["config"] == json!({}),
+            "{identity}"
+        );
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for page in 0..3 {
+        let (status, list, headers) = admin(
+            &server,
+            Method::GET,
+            &format!("/admin/identities?page={page}&per_page=2"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let rels = links(&headers);
+        let has = |name: &str| rels.iter().any(|(r, _)| r == name);
+        assert_eq!(has("next"), page < 2, "page {page}: {rels:?}");
+        assert_eq!(has("prev"), page > 0, "page {page}: {rels:?}");
+        ids.extend(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((ids.len(), unique.len()), (5, 5), "{ids:?}");
+    // Past the end: an empty page, not an error.
+    let (status, beyond, _) = admin(
+        &server,
+        Method::GET,
+        "/admin/identities?page=7&per_page=2",
+        None,
+    )
+    .await;
+    assert_eq!((status, beyond), (200, json!([])));
+    let (status, error, _) = admin(
+        &server,
+        Method::GET,
+        "/admin/identities?page=3&per_page=500",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("page_token and page_size"),
+        "{error}"
+    );
+    // `page_size` wins over `page`: keyset pages, no X-Total-Count.
+    let (_, list, headers) = admin(
+        &server,
+        Method::GET,
+        "/admin/identities?page=1&page_size=4",
+        None,
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    assert!(headers.get("x-total-count").is_none());
+
+    // The caller's own other sessions: three logins, the current one left out of the count.
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = login(&server, "legacy0@example.com", PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(body["session_token"].as_str().unwrap().to_owned());
+    }
+    let mine = |query: &'static str| {
+        let token = tokens[2].clone();
+        let url = server.url(&format!("/sessions{query}"));
+        async move {
+            let response = api_client()
+                .get(url)
+                .header("X-Session-Token", token)
+                .send()
+                .await
+                .unwrap();
+            let headers = response.headers().clone();
+            (response.json::<Value>().await.unwrap(), headers)
+        }
+    };
+    let (first, headers) = mine("?page=0&per_page=1").await;
+    assert_eq!(first.as_array().unwrap().len(), 1);
+    assert_eq!(headers["x-total-count"], "2");
+    let (second, _) = mine("?page=1&per_page=1").await;
+    assert_eq!(second.as_array().unwrap().len(), 1);
+    assert_ne!(first[0]["id"], second[0]["id"]);
+    let (all, _) = mine("?page_size=10").await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        2,
+        "the current session is left out"
+    );
+
+    // Schemas: one configured, so one page.
+    let response = api_client()
+        .get(server.url("/schemas?page=0&per_page=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-total-count"], "1");
+    let schemas: Value = response.json().await.unwrap();
+    assert_eq!(schemas[0]["id"], "default");
+    let response = api_client()
+        .get(server.url("/schemas?page_size=1&page_token=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap(), json!([]));
+    server.stop().await;
+}
+dual_db_test!(
+    legacy_page_pagination_with_total_count,
+    super::legacy_pagination
+);

@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::clock::now_ms;
 use crate::flow;
@@ -232,14 +232,64 @@ async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Response {
     response
 }
 
-async fn list_schemas(State(state): State<AppState>) -> Response {
-    let list: Vec<_> = state
-        .schemas
-        .load()
-        .all()
+/// `GET /schemas`: every schema, in pages of `page_size` (default 250, at most 1000; the
+/// `page_token` is an offset) or Kratos' deprecated `page`/`per_page`; `X-Total-Count` and a
+/// `Link` header carrying both styles' parameters, as Kratos' schema listing does.
+async fn list_schemas(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<Value>,
+) -> Response {
+    let legacy = match admin::LegacyPage::from_query(&query) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    let keyset = admin::Page::from_query(&query);
+    let token_offset = query
+        .get("page_token")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let (offset, size) = match legacy {
+        Some(l) => (l.offset(), l.per_page),
+        None => (token_offset, keyset.size),
+    };
+    let registry = state.schemas.load();
+    let all: Vec<_> = registry.all().collect();
+    let total = all.len() as i64;
+    let list: Vec<_> = all
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(size).unwrap_or(0))
         .map(|s| json!({"id": s.id, "schema": s.raw}))
         .collect();
-    axum::Json(list).into_response()
+    let mut response = axum::Json(list).into_response();
+    let base = format!("{}/schemas", state.settings.public_base);
+    let link = |rel: &str, at: i64| {
+        format!(
+            "<{base}?page_size={size}&page_token={at}&per_page={size}&page={}>; rel=\"{rel}\"",
+            at / size
+        )
+    };
+    let last = if total == 0 {
+        0
+    } else {
+        (total - 1) / size * size
+    };
+    let mut links = vec![link("first", 0)];
+    if offset > 0 {
+        links.push(link("prev", (offset - size).max(0)));
+    }
+    if offset + size < total {
+        links.push(link("next", offset + size));
+    }
+    links.push(link("last", last));
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+        headers.insert(axum::http::header::LINK, v);
+    }
+    headers.insert("x-total-count", HeaderValue::from(total));
+    response
 }
 
 async fn get_schema(State(state): State<AppState>, Path(id): Path<String>) -> Response {

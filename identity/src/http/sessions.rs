@@ -7,12 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::clock::now_ms;
-use crate::http::admin::Page;
+use crate::http::admin::{LegacyPage, Page};
 use crate::http::error::ApiError;
 use crate::session::session_json;
 use crate::state::AppState;
+use crate::store::SessionFilter;
 
-/// `GET /sessions`.
+/// `GET /sessions`: the caller's other active sessions, in keyset pages or Kratos' deprecated
+/// `page`/`per_page` pages (with `X-Total-Count`).
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -23,25 +25,46 @@ pub async fn list(
             .current_session(&headers)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
+        let legacy = LegacyPage::from_query(&query)?;
         let page = Page::from_query(&query);
         let now = now_ms();
+        let filter = SessionFilter {
+            identity: Some(identity.id),
+            active: Some(true),
+            except: Some(current.id),
+            now,
+        };
+        let (after, offset, limit) = match legacy {
+            Some(l) => (None, l.offset(), l.per_page),
+            None => (page.after, 0, page.size),
+        };
         let sessions = state
             .store
-            .list_sessions(Some(identity.id), Some(true), now, page.after, page.size)
+            .list_sessions(&filter, after, offset, limit)
             .await?;
-        Ok::<_, ApiError>(
-            sessions
-                .iter()
-                .filter(|(s, _)| s.id != current.id)
-                .map(|(s, i)| session_json(s, i, &state.settings.public_base, now))
-                .collect::<Vec<_>>(),
-        )
+        let total = match legacy {
+            Some(_) => Some(state.store.count_sessions(&filter).await?),
+            None => None,
+        };
+        let body: Vec<Value> = sessions
+            .iter()
+            .map(|(s, i)| session_json(s, i, &state.settings.public_base, now))
+            .collect();
+        let mut response = axum::Json(body).into_response();
+        let base = format!("{}/sessions", state.settings.public_base);
+        match (legacy, total) {
+            (Some(legacy), Some(total)) => legacy.headers(&mut response, &base, total),
+            _ => page.link(
+                &mut response,
+                &base,
+                sessions.last().map(|(s, _)| s.id),
+                sessions.len(),
+            ),
+        }
+        Ok::<_, ApiError>(response)
     }
     .await;
-    match result {
-        Ok(list) => axum::Json(list).into_response(),
-        Err(e) => e.into_response(),
-    }
+    result.unwrap_or_else(|e| e.into_response())
 }
 
 /// `DELETE /sessions`.

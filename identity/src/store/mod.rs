@@ -119,6 +119,18 @@ pub struct PasswordUpdate {
 }
 
 /// Storage operations the service needs. Multi-row steps run in one transaction.
+/// Which sessions a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only this identity's sessions.
+    pub identity: Option<Uuid>,
+    /// Only active (`Some(true)`) or inactive (`Some(false)`) ones, as computed at `now`.
+    pub active: Option<bool>,
+    /// Leave this session out (the caller's own, on `GET /sessions`).
+    pub except: Option<Uuid>,
+    pub now: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Checks that the database answers and every migration is applied.
@@ -159,14 +171,23 @@ pub trait Store: Send + Sync {
         identifier: &str,
     ) -> Result<Option<(IdentityRecord, Value)>, StoreError>;
 
-    /// Identities ordered by id, after a keyset cursor; optionally only the owner of an identifier.
+    /// Identities ordered by id, after a keyset cursor and skipping `offset` more (Kratos'
+    /// legacy page pagination); optionally only the owner of an identifier.
     async fn list_identities(
         &self,
         after: Option<Uuid>,
+        offset: i64,
         limit: i64,
         identifier: Option<&str>,
     ) -> Result<Vec<IdentityRecord>, StoreError>;
+    /// How many identities exist (`X-Total-Count` of legacy pagination).
+    async fn count_identities(&self) -> Result<i64, StoreError>;
     async fn credentials(&self, identity_id: Uuid) -> Result<Vec<StoredCredential>, StoreError>;
+    /// The credentials of several identities in one query (listing without N+1).
+    async fn credentials_of(
+        &self,
+        identity_ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<StoredCredential>>, StoreError>;
     /// Updates an identity row and its password credential atomically.
     async fn update_identity(
         &self,
@@ -199,16 +220,17 @@ pub trait Store: Send + Sync {
         &self,
         id: Uuid,
     ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError>;
-    /// Sessions ordered by id after a keyset cursor; `identity` narrows to one identity,
-    /// `active` filters on the computed active state at `now`.
+    /// Sessions matching `filter`, ordered by id after a keyset cursor and skipping `offset`
+    /// more (Kratos' legacy page pagination).
     async fn list_sessions(
         &self,
-        identity: Option<Uuid>,
-        active: Option<bool>,
-        now: i64,
+        filter: &SessionFilter,
         after: Option<Uuid>,
+        offset: i64,
         limit: i64,
     ) -> Result<Vec<(SessionRecord, IdentityRecord)>, StoreError>;
+    /// How many sessions match `filter`.
+    async fn count_sessions(&self, filter: &SessionFilter) -> Result<i64, StoreError>;
     /// Deactivates one session; false when it does not exist.
     async fn revoke_session(&self, id: Uuid, now: i64) -> Result<bool, StoreError>;
     /// Deactivates every active session of an identity except `keep`; returns how many.

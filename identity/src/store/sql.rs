@@ -1,6 +1,7 @@
 //! The sqlx implementation of [`Store`] over the `Any` driver: the same SQL (with `$n`
 //! placeholders and portable types) runs on PostgreSQL and SQLite. Migrations are embedded.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -13,12 +14,12 @@ use uuid::Uuid;
 use super::dsn::Dsn;
 use super::rows::{
     IDENTITY_COLUMNS, SESSION_COLUMNS, db, flow_from_row, identity_from_row, json_text, parse_json,
-    session_from_row,
+    parse_uuid, session_from_row,
 };
 use super::{
     CodeRecord, CourierFilter, CourierRecord, CredentialRecord, Delivery, DispatchRecord,
-    FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionRecord, Store, StoreError,
-    StoredCredential,
+    FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionFilter, SessionRecord, Store,
+    StoreError, StoredCredential,
 };
 use super::{factors, mail};
 
@@ -318,6 +319,7 @@ impl Store for SqlStore {
     async fn list_identities(
         &self,
         after: Option<Uuid>,
+        offset: i64,
         limit: i64,
         identifier: Option<&str>,
     ) -> Result<Vec<IdentityRecord>, StoreError> {
@@ -328,59 +330,92 @@ impl Store for SqlStore {
                     "SELECT {IDENTITY_COLUMNS} FROM identities i \
                  JOIN identity_credentials c ON c.identity_id = i.id \
                  JOIN identity_credential_identifiers ci ON ci.credential_id = c.id \
-                 WHERE ci.identifier = $1 AND i.id > $2 ORDER BY i.id LIMIT $3"
+                 WHERE ci.identifier = $1 AND i.id > $2 ORDER BY i.id LIMIT $3 OFFSET $4"
                 ))
                 .bind(identifier.to_owned())
                 .bind(after)
                 .bind(limit)
+                .bind(offset)
                 .fetch_all(&self.pool)
                 .await
             }
-            None => sqlx::query(&format!(
-                "SELECT {IDENTITY_COLUMNS} FROM identities i WHERE i.id > $1 ORDER BY i.id LIMIT $2"
-            ))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await,
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {IDENTITY_COLUMNS} FROM identities i WHERE i.id > $1 \
+                 ORDER BY i.id LIMIT $2 OFFSET $3"
+                ))
+                .bind(after)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await
+            }
         }
         .map_err(db)?;
         rows.iter().map(identity_from_row).collect()
     }
 
+    async fn count_identities(&self) -> Result<i64, StoreError> {
+        sqlx::query("SELECT COUNT(*) AS n FROM identities")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>("n"))
+            .map_err(db)
+    }
+
     async fn credentials(&self, identity_id: Uuid) -> Result<Vec<StoredCredential>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.id AS id, c.type AS type, c.config AS config, c.version AS version, \
-             c.created_at AS created_at, c.updated_at AS updated_at, ci.identifier AS identifier \
+        let mut all = self.credentials_of(&[identity_id]).await?;
+        Ok(all.remove(&identity_id).unwrap_or_default())
+    }
+
+    async fn credentials_of(
+        &self,
+        identity_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<StoredCredential>>, StoreError> {
+        if identity_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders: Vec<String> = (1..=identity_ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT c.identity_id AS identity_id, c.id AS id, c.type AS type, \
+             c.config AS config, c.version AS version, c.created_at AS created_at, \
+             c.updated_at AS updated_at, ci.identifier AS identifier \
              FROM identity_credentials c \
              LEFT JOIN identity_credential_identifiers ci ON ci.credential_id = c.id \
-             WHERE c.identity_id = $1 ORDER BY c.type, ci.identifier",
-        )
-        .bind(identity_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let mut out: Vec<(String, StoredCredential)> = Vec::new();
+             WHERE c.identity_id IN ({}) ORDER BY c.identity_id, c.type, c.id, ci.identifier",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in identity_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        // Rows come grouped by identity, then credential; one credential spans one row per
+        // identifier.
+        let mut out: HashMap<Uuid, Vec<StoredCredential>> = HashMap::new();
+        let mut last_credential: Option<String> = None;
         for row in &rows {
+            let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(db)?)?;
             let id: String = row.try_get("id").map_err(db)?;
             let identifier: Option<String> = row.try_get("identifier").map_err(db)?;
-            if let Some((_, existing)) = out.iter_mut().find(|(i, _)| *i == id) {
+            let list = out.entry(owner).or_default();
+            if last_credential.as_deref() == Some(id.as_str())
+                && let Some(existing) = list.last_mut()
+            {
                 existing.identifiers.extend(identifier);
                 continue;
             }
-            out.push((
-                id,
-                StoredCredential {
-                    kind: row.try_get("type").map_err(db)?,
-                    config: parse_json(&row.try_get::<String, _>("config").map_err(db)?)?,
-                    identifiers: identifier.into_iter().collect(),
-                    version: row.try_get("version").map_err(db)?,
-                    created_at: row.try_get("created_at").map_err(db)?,
-                    updated_at: row.try_get("updated_at").map_err(db)?,
-                },
-            ));
+            list.push(StoredCredential {
+                kind: row.try_get("type").map_err(db)?,
+                config: parse_json(&row.try_get::<String, _>("config").map_err(db)?)?,
+                identifiers: identifier.into_iter().collect(),
+                version: row.try_get("version").map_err(db)?,
+                created_at: row.try_get("created_at").map_err(db)?,
+                updated_at: row.try_get("updated_at").map_err(db)?,
+            });
+            last_credential = Some(id);
         }
-        Ok(out.into_iter().map(|(_, c)| c).collect())
+        Ok(out)
     }
 
     async fn update_identity(
@@ -522,37 +557,34 @@ impl Store for SqlStore {
 
     async fn list_sessions(
         &self,
-        identity: Option<Uuid>,
-        active: Option<bool>,
-        now: i64,
+        filter: &SessionFilter,
         after: Option<Uuid>,
+        offset: i64,
         limit: i64,
     ) -> Result<Vec<(SessionRecord, IdentityRecord)>, StoreError> {
-        // $1 identity ('' = any), $2 active filter (-1 any, 1 active, 0 inactive), $3 now.
         let sql = format!(
-            "SELECT {SESSION_COLUMNS}, {IDENTITY_COLUMNS} FROM sessions s \
-             JOIN identities i ON i.id = s.identity_id \
-             WHERE ($1 = '' OR s.identity_id = $1) \
-             AND ($2 < 0 OR (CASE WHEN s.active = 1 AND s.expires_at > $3 AND i.state = 'active' \
-                  THEN 1 ELSE 0 END) = $2) \
-             AND s.id > $4 ORDER BY s.id LIMIT $5"
+            "SELECT {SESSION_COLUMNS}, {IDENTITY_COLUMNS} {SESSION_FILTER} \
+             AND s.id > $5 ORDER BY s.id LIMIT $6 OFFSET $7"
         );
-        let rows = sqlx::query(&sql)
-            .bind(identity.map(|i| i.to_string()).unwrap_or_default())
-            .bind(match active {
-                None => -1i64,
-                Some(true) => 1,
-                Some(false) => 0,
-            })
-            .bind(now)
+        let rows = bind_session_filter(sqlx::query(&sql), filter)
             .bind(after.map(|a| a.to_string()).unwrap_or_default())
             .bind(limit)
+            .bind(offset)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
         rows.iter()
             .map(|row| Ok((session_from_row(row)?, identity_from_row(row)?)))
             .collect()
+    }
+
+    async fn count_sessions(&self, filter: &SessionFilter) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) AS n {SESSION_FILTER}");
+        bind_session_filter(sqlx::query(&sql), filter)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>("n"))
+            .map_err(db)
     }
 
     async fn revoke_session(&self, id: Uuid, now: i64) -> Result<bool, StoreError> {
@@ -754,4 +786,27 @@ impl Store for SqlStore {
     ) -> Result<Option<(CourierRecord, Vec<DispatchRecord>)>, StoreError> {
         mail::message_with_dispatches(&self.pool, id).await
     }
+}
+
+/// The `FROM … WHERE` of session listings: $1 identity ('' = any), $2 active filter (-1 any,
+/// 1 active, 0 inactive), $3 now, $4 a session id to leave out ('' = none).
+const SESSION_FILTER: &str = "FROM sessions s JOIN identities i ON i.id = s.identity_id \
+     WHERE ($1 = '' OR s.identity_id = $1) \
+     AND ($2 < 0 OR (CASE WHEN s.active = 1 AND s.expires_at > $3 AND i.state = 'active' \
+          THEN 1 ELSE 0 END) = $2) \
+     AND ($4 = '' OR s.id <> $4)";
+
+fn bind_session_filter<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    filter: &SessionFilter,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(filter.identity.map(|i| i.to_string()).unwrap_or_default())
+        .bind(match filter.active {
+            None => -1i64,
+            Some(true) => 1,
+            Some(false) => 0,
+        })
+        .bind(filter.now)
+        .bind(filter.except.map(|i| i.to_string()).unwrap_or_default())
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Page, path_id};
+use super::{LegacyPage, Page, path_id};
 use crate::clock::now_ms;
 use crate::http::error::ApiError;
 use crate::identity::{admin_identity_json, new_identity, refresh_addresses};
@@ -144,36 +144,60 @@ async fn render(
     ))
 }
 
-/// `GET /admin/identities`.
+/// `GET /admin/identities`: keyset pages (`page_size`, `page_token`) or Kratos' deprecated
+/// `page`/`per_page` (with `X-Total-Count`); credentials of the whole page in one query.
 pub async fn list(State(state): State<AppState>, Query(query): Query<Value>) -> Response {
+    let legacy = match LegacyPage::from_query(&query) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
     let page = Page::from_query(&query);
     let identifier = query
         .get("credentials_identifier")
         .and_then(Value::as_str)
         .map(normalize_identifier);
-    let identities = match state
-        .store
-        .list_identities(page.after, page.size, identifier.as_deref())
-        .await
-    {
-        Ok(list) => list,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let mut out = Vec::with_capacity(identities.len());
-    for identity in &identities {
-        match render(&state, identity, &[]).await {
-            Ok(v) => out.push(v),
-            Err(e) => return e.into_response(),
-        }
+    let result = async {
+        let (after, offset, limit) = match legacy {
+            Some(l) => (None, l.offset(), l.per_page),
+            None => (page.after, 0, page.size),
+        };
+        let identities = state
+            .store
+            .list_identities(after, offset, limit, identifier.as_deref())
+            .await?;
+        let ids: Vec<_> = identities.iter().map(|i| i.id).collect();
+        let mut credentials = state.store.credentials_of(&ids).await?;
+        let body: Vec<Value> = identities
+            .iter()
+            .map(|identity| {
+                let creds = credentials.remove(&identity.id).unwrap_or_default();
+                admin_identity_json(identity, &creds, &[], &state.settings.public_base)
+            })
+            .collect();
+        // With an identifier filter the total is what matched, as Kratos counts it.
+        let total = match (legacy, identifier.is_some()) {
+            (Some(_), false) => Some(state.store.count_identities().await?),
+            (Some(_), true) => Some(identities.len() as i64),
+            (None, _) => None,
+        };
+        Ok::<_, ApiError>((identities, body, total))
     }
-    let mut response = axum::Json(out).into_response();
+    .await;
+    let (identities, body, total) = match result {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut response = axum::Json(body).into_response();
     let base = format!("{}/admin/identities", state.settings.admin_base);
-    page.link(
-        &mut response,
-        &base,
-        identities.last().map(|i| i.id),
-        identities.len(),
-    );
+    match (legacy, total) {
+        (Some(legacy), Some(total)) => legacy.headers(&mut response, &base, total),
+        _ => page.link(
+            &mut response,
+            &base,
+            identities.last().map(|i| i.id),
+            identities.len(),
+        ),
+    }
     response
 }
 

@@ -91,6 +91,77 @@ impl Page {
     }
 }
 
+/// Kratos' deprecated page pagination: `page` (0-based) and `per_page` (default 250, at most
+/// 500), used only when `page` is given without `page_token`/`page_size`. Answers carry
+/// `X-Total-Count` and a `Link` header with `first`, `prev`, `next` and `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyPage {
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Kratos refuses page pagination beyond this many items.
+const LEGACY_PAGE_LIMIT: i64 = 1000;
+
+impl LegacyPage {
+    /// `Ok(None)` when the request uses keyset pagination (or none); 400 when it asks
+    /// for a page beyond what page pagination serves.
+    pub fn from_query(query: &Value) -> Result<Option<Self>, crate::http::error::ApiError> {
+        let has = |key: &str| query.get(key).is_some();
+        if has("page_token") || has("page_size") || !has("page") {
+            return Ok(None);
+        }
+        let number = |key: &str| {
+            query.get(key).and_then(|v| {
+                v.as_str()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .or_else(|| v.as_i64())
+            })
+        };
+        let page = number("page").unwrap_or(0).max(0);
+        let per_page = number("per_page").unwrap_or(250).clamp(1, 500);
+        if page.saturating_mul(per_page) > LEGACY_PAGE_LIMIT {
+            return Err(crate::http::error::ApiError::bad_request(format!(
+                "Legacy pagination is not supported for enumerating over {LEGACY_PAGE_LIMIT} items. \
+                 Please switch to using page_token and page_size."
+            )));
+        }
+        Ok(Some(Self { page, per_page }))
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.page * self.per_page
+    }
+
+    /// Adds `X-Total-Count` and the `Link` header for a collection of `total` items.
+    pub fn headers(&self, response: &mut Response, base: &str, total: i64) {
+        let link = |rel: &str, page: i64| {
+            format!(
+                "<{base}?page={page}&per_page={}>; rel=\"{rel}\"",
+                self.per_page
+            )
+        };
+        let last = if total <= 0 {
+            0
+        } else {
+            (total - 1) / self.per_page
+        };
+        let mut links = vec![link("first", 0)];
+        if self.page > 0 {
+            links.push(link("prev", (self.page - 1).min(last)));
+        }
+        if self.page < last {
+            links.push(link("next", self.page + 1));
+        }
+        links.push(link("last", last));
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+            headers.insert(axum::http::header::LINK, v);
+        }
+        headers.insert("x-total-count", HeaderValue::from(total.max(0)));
+    }
+}
+
 /// Parses a path id or answers 404 (an unparsable id names nothing).
 pub fn path_id(raw: &str) -> Result<Uuid, crate::http::error::ApiError> {
     Uuid::parse_str(raw)

@@ -11,6 +11,7 @@ use crate::clock::now_ms;
 use crate::http::error::ApiError;
 use crate::session::session_json;
 use crate::state::AppState;
+use crate::store::SessionFilter;
 
 fn active_filter(query: &Value) -> Option<bool> {
     match query.get("active").and_then(Value::as_str) {
@@ -28,9 +29,15 @@ async fn list_inner(
 ) -> Response {
     let page = Page::from_query(query);
     let now = now_ms();
+    let filter = SessionFilter {
+        identity,
+        active: active_filter(query),
+        except: None,
+        now,
+    };
     let sessions = match state
         .store
-        .list_sessions(identity, active_filter(query), now, page.after, page.size)
+        .list_sessions(&filter, page.after, 0, page.size)
         .await
     {
         Ok(s) => s,
