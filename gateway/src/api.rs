@@ -51,11 +51,12 @@ async fn alive() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(pipeline): State<Arc<Pipeline>>) -> Response {
-    if pipeline.is_ready() {
-        Json(json!({"status": "ok"})).into_response()
-    } else {
-        let body = json!({"errors": {"rules_loaded": "no access rules are loaded"}});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    match pipeline.not_ready_reason() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(why) => {
+            let body = json!({"errors": {"rules_loaded": why}});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
     }
 }
 

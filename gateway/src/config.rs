@@ -127,8 +127,11 @@ pub struct GatewayConfig {
     pub prometheus: Listen,
     /// `serve.prometheus.metrics_path` (default `/metrics`).
     pub prometheus_path: String,
-    /// `access_rules.repositories`, resolved to local paths.
-    pub repositories: Vec<PathBuf>,
+    /// `access_rules.repositories`: local paths resolved, URLs checked, inline content decoded.
+    pub repositories: Vec<Repository>,
+    /// `portcullis.access_rules.poll_interval` (a Portcullis key, Oathkeeper has none): how
+    /// often `http(s)://` repositories are fetched again. Default 30 s.
+    pub repository_poll_interval: std::time::Duration,
     /// `access_rules.matching_strategy`.
     pub matching_strategy: MatchingStrategy,
     /// Handler settings by kind and id.
@@ -142,6 +145,53 @@ pub struct GatewayConfig {
     /// One line per unknown or unsupported key, to be logged once logging is up.
     pub warnings: Vec<String>,
 }
+
+/// One entry of `access_rules.repositories`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Repository {
+    /// A rule file or a directory of them (`file://` or a plain path); watched.
+    Path(PathBuf),
+    /// An `http://` or `https://` URL; fetched at start and polled.
+    Remote(url::Url),
+    /// `inline://<base64>`: the document itself, decoded.
+    Inline(Vec<u8>),
+}
+
+impl Repository {
+    /// How logs and errors name the repository: a URL without its password and query (they
+    /// may carry credentials or signatures), inline content by its size only.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Path(path) => path.display().to_string(),
+            Self::Remote(url) => redacted_url(url),
+            Self::Inline(bytes) => format!("inline://({} bytes)", bytes.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// `url` without user info and with the query replaced by `?…`.
+fn redacted_url(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    let had_query = shown.query().is_some();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = shown.to_string();
+    if had_query {
+        text.push_str("?…");
+    }
+    text
+}
+
+/// Default of `portcullis.access_rules.poll_interval`.
+pub const DEFAULT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Orderable stand-in for [`HandlerKind`] in map keys.
 pub type KindKey = u8;
@@ -292,6 +342,18 @@ impl GatewayConfig {
             resolve_repository(&url, base_dir).map_err(|m| invalid("access_rules.repositories", m))
         })
         .collect::<Result<Vec<_>, _>>()?;
+        let poll_key = "portcullis.access_rules.poll_interval";
+        let repository_poll_interval = match string(poll_key) {
+            None => DEFAULT_POLL_INTERVAL,
+            Some(text) => parse_duration(&text)
+                .filter(|d| *d >= std::time::Duration::from_millis(100))
+                .ok_or_else(|| {
+                    invalid(
+                        poll_key,
+                        format!("{text:?} is not a duration of at least 100ms"),
+                    )
+                })?,
+        };
 
         let mut handlers = BTreeMap::new();
         for kind in KINDS {
@@ -355,6 +417,7 @@ impl GatewayConfig {
             prometheus,
             prometheus_path,
             repositories,
+            repository_poll_interval,
             matching_strategy,
             handlers,
             error_fallback,
@@ -420,23 +483,42 @@ pub(crate) fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// `file://` URLs and plain paths; relative paths are tried against the working directory first,
-/// then against the config file's directory.
-fn resolve_repository(url: &str, base_dir: &Path) -> Result<PathBuf, String> {
+/// `file://` URLs and plain paths (relative ones are tried against the working directory first,
+/// then against the config file's directory), `http(s)://` URLs and `inline://<base64>`.
+fn resolve_repository(url: &str, base_dir: &Path) -> Result<Repository, String> {
+    use base64::Engine as _;
     let path = if let Some(rest) = url.strip_prefix("file://") {
         rest
-    } else if url.contains("://") {
+    } else if let Some(encoded) = url.strip_prefix("inline://") {
+        let cleaned: String = encoded.split_whitespace().collect();
+        return base64::engine::general_purpose::STANDARD
+            .decode(cleaned.as_bytes())
+            .map(Repository::Inline)
+            .map_err(|_| "inline:// repository: not valid base64 (standard, padded)".to_owned());
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            // The error never echoes the URL, which may hold credentials.
+            format!("a repository URL is not valid: {e}")
+        })?;
+        if !parsed.has_host() {
+            return Err(format!(
+                "repository {}: the URL has no host",
+                redacted_url(&parsed)
+            ));
+        }
+        return Ok(Repository::Remote(parsed));
+    } else if let Some((scheme, _)) = url.split_once("://") {
         return Err(format!(
-            "repository {url:?}: only file:// URLs and plain paths are supported"
+            "repository scheme {scheme}:// is not supported (file://, http://, https://, inline:// and plain paths are)"
         ));
     } else {
         url
     };
     let path = PathBuf::from(path);
     if path.is_relative() && !path.exists() && base_dir.join(&path).exists() {
-        return Ok(base_dir.join(path));
+        return Ok(Repository::Path(base_dir.join(path)));
     }
-    Ok(path)
+    Ok(Repository::Path(path))
 }
 
 /// `<listener>.tls.{cert,key}.{path,base64}`: both or neither; `Err((key, message))`. Relative
@@ -517,6 +599,7 @@ pub(crate) const KNOWN: &[&str] = &[
     "serve.prometheus.metrics_path",
     "access_rules.repositories",
     "access_rules.matching_strategy",
+    "portcullis.access_rules.poll_interval",
     "authenticators.*.enabled",
     "authenticators.*.config",
     "authorizers.*.enabled",
@@ -632,6 +715,62 @@ mod tests {
         doc["serve"]["proxy"]["timeout"]["write"] = json!("soon");
         let err = GatewayConfig::from_value(&doc, "gw.yml", dir.path()).err();
         assert!(err.is_some_and(|e| e.to_string().contains("serve.proxy.timeout.write")));
+        Ok(())
+    }
+
+    #[test]
+    fn repositories_by_scheme_and_poll_interval() -> Result<(), Box<dyn std::error::Error>> {
+        use base64::Engine as _;
+        let inline = base64::engine::general_purpose::STANDARD.encode("[]");
+        let doc = json!({
+            "access_rules": {"repositories": [
+                "rules.yml",
+                "file:///etc/rules",
+                "https://reader:pw@rules.example/r.json?sig=abc",
+                format!("inline://{inline}"),
+            ]},
+            "portcullis": {"access_rules": {"poll_interval": "5s"}},
+        });
+        let c = GatewayConfig::from_value(&doc, "t", Path::new("."))?;
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(
+            c.repository_poll_interval,
+            std::time::Duration::from_secs(5)
+        );
+        let [
+            Repository::Path(a),
+            Repository::Path(b),
+            remote,
+            Repository::Inline(doc),
+        ] = c.repositories.as_slice()
+        else {
+            return Err(format!("{:?}", c.repositories).into());
+        };
+        assert_eq!(
+            (a.to_str(), b.to_str()),
+            (Some("rules.yml"), Some("/etc/rules"))
+        );
+        assert_eq!(doc.as_slice(), b"[]");
+        assert!(matches!(remote, Repository::Remote(u) if u.password() == Some("pw")));
+        assert_eq!(remote.describe(), "https://rules.example/r.json?…");
+
+        let c = GatewayConfig::from_value(&json!({}), "t", Path::new("."))?;
+        assert_eq!(c.repository_poll_interval, DEFAULT_POLL_INTERVAL);
+        for (repository, key) in [
+            ("s3://bucket/key", "access_rules.repositories"),
+            ("inline://not base64!", "access_rules.repositories"),
+            ("http://", "access_rules.repositories"),
+        ] {
+            let doc = json!({"access_rules": {"repositories": [repository]}});
+            let err = GatewayConfig::from_value(&doc, "t", Path::new(".")).err();
+            assert!(
+                err.is_some_and(|e| e.to_string().contains(key)),
+                "{repository}"
+            );
+        }
+        let doc = json!({"portcullis": {"access_rules": {"poll_interval": "10"}}});
+        let err = GatewayConfig::from_value(&doc, "t", Path::new(".")).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("poll_interval")));
         Ok(())
     }
 

@@ -37,7 +37,11 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = pipeline.fallback_problems().into_iter().next() {
         anyhow::bail!("{}: {problem}", config_path.display());
     }
-    let fingerprint = repository::load(&pipeline, &config.repositories)?;
+    let repositories = Arc::new(repository::Repositories::new(
+        Arc::clone(&pipeline),
+        config.repositories.clone(),
+    ));
+    let local_contents = repositories.load_local()?;
     // A bad signing key mount (unreadable, garbage or unsupported PEM) fails start-up.
     if config
         .handler(portcullis_rules::handlers::HandlerKind::Mutator, "id_token")
@@ -46,12 +50,18 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
         crate::jwks::check_local_key_files(&pipeline.id_token_jwks_urls())
             .map_err(|e| anyhow::anyhow!("mutators.id_token.config.jwks_url: {e}"))?;
     }
-    repository::watch(
-        Arc::clone(&pipeline),
-        config.repositories.clone(),
-        fingerprint,
-        RELOAD_INTERVAL,
-    );
+    repositories.watch_files(local_contents, RELOAD_INTERVAL);
+    let remote_repositories = if repositories.has_remote() {
+        Some(
+            repository::remote::RemoteRepositories::new(
+                Arc::clone(&repositories),
+                config.repository_poll_interval,
+            )
+            .context("http client for access rule repositories")?,
+        )
+    } else {
+        None
+    };
 
     let api_addr = config.api.addr();
     let api_listener = std::net::TcpListener::bind(&api_addr)
@@ -122,6 +132,9 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
             tls: None,
         },
     ));
+    if let Some(remote) = remote_repositories {
+        server.add_service(background_service("rule repositories", remote));
+    }
     if let Some(settings) = stream {
         server.add_service(background_service(
             "rules stream",

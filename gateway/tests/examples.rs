@@ -12,7 +12,7 @@ fn local_example_loads() -> anyhow::Result<()> {
     let config = GatewayConfig::load(&path, Vec::new())?;
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     assert_eq!(config.proxy.port, 4455);
-    let pipeline = Pipeline::new(Arc::new(config.clone()))?;
+    let pipeline = Arc::new(Pipeline::new(Arc::new(config.clone()))?);
     portcullis_gateway::repository::load(&pipeline, &config.repositories)?;
     let snapshot = pipeline.snapshot();
     assert_eq!(snapshot.rules.len(), 2);

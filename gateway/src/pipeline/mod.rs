@@ -153,6 +153,8 @@ pub struct Pipeline {
     loaded: std::sync::atomic::AtomicBool,
     /// The operator's stream delivered a snapshot (possibly empty: a cluster with no Rules yet).
     stream_received: std::sync::atomic::AtomicBool,
+    /// URL repositories without a first good load, with their last error: not ready meanwhile.
+    awaited: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Pipeline {
@@ -191,6 +193,7 @@ impl Pipeline {
             snapshot: ArcSwap::from_pointee(empty),
             loaded: std::sync::atomic::AtomicBool::new(false),
             stream_received: std::sync::atomic::AtomicBool::new(false),
+            awaited: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -314,12 +317,41 @@ impl Pipeline {
         self.snapshot.load_full()
     }
 
+    /// An access-rule repository (named as in logs) has not loaded yet; `why` is its last error.
+    /// The gateway is not ready until [`Pipeline::repository_loaded`] names it.
+    pub fn await_repository(&self, name: &str, why: &str) {
+        if let Ok(mut awaited) = self.awaited.lock() {
+            awaited.insert(name.to_owned(), why.to_owned());
+        }
+    }
+
+    /// A repository awaited with [`Pipeline::await_repository`] had its first good load.
+    pub fn repository_loaded(&self, name: &str) {
+        if let Ok(mut awaited) = self.awaited.lock() {
+            awaited.remove(name);
+        }
+    }
+
+    /// Why the gateway is not ready (`None` when it is), for `/health/ready`.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if let Ok(awaited) = self.awaited.lock()
+            && let Some((name, why)) = awaited.iter().next()
+        {
+            return Some(format!(
+                "access rule repository {name} has not been loaded: {why}"
+            ));
+        }
+        (!self.is_ready()).then(|| "no access rules are loaded".to_owned())
+    }
+
     /// Ready once a non-empty rule set is installed (as Oathkeeper's `rules_loaded` check), or
     /// once the operator's stream has delivered its snapshot, even an empty one: in a fresh
     /// cluster with no Rules yet the gateway must still become Ready (it answers 404 to
-    /// everything), or `helm install --wait` could never finish.
+    /// everything), or `helm install --wait` could never finish. Never while an `http(s)://`
+    /// repository has not loaded once: its rules would be missing.
     pub fn is_ready(&self) -> bool {
-        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+        self.awaited.lock().is_ok_and(|a| a.is_empty())
+            && self.loaded.load(std::sync::atomic::Ordering::Acquire)
             && (!self.snapshot.load().rules.is_empty()
                 || self
                     .stream_received

@@ -154,12 +154,38 @@ pub fn write_files_with_metrics(
     extra_config: &str,
     rules: &str,
 ) -> PathBuf {
+    write_files_with_repositories(
+        dir,
+        (proxy_port, api_port, metrics_port),
+        extra_config,
+        rules,
+        &["file://{rules_file}"],
+    )
+}
+
+/// Like [`write_files_with_metrics`] with the given `access_rules.repositories`, where
+/// `{rules_file}` stands for the written `rules.yml`.
+pub fn write_files_with_repositories(
+    dir: &tempfile::TempDir,
+    (proxy_port, api_port, metrics_port): (u16, u16, u16),
+    extra_config: &str,
+    rules: &str,
+    repositories: &[&str],
+) -> PathBuf {
     let rules_path = dir.path().join("rules.yml");
     std::fs::write(&rules_path, rules).unwrap_or_else(|e| panic!("write rules: {e}"));
+    let repositories = repositories
+        .iter()
+        .map(|r| {
+            format!(
+                "{:?}",
+                r.replace("{rules_file}", &rules_path.display().to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let config = format!(
-        "serve:\n  proxy: {{host: 127.0.0.1, port: {proxy_port}}}\n  api: {{host: 127.0.0.1, port: {api_port}}}\n  prometheus: {{host: 127.0.0.1, port: {}}}\naccess_rules:\n  repositories: [\"file://{}\"]\n{extra_config}",
-        metrics_port,
-        rules_path.display()
+        "serve:\n  proxy: {{host: 127.0.0.1, port: {proxy_port}}}\n  api: {{host: 127.0.0.1, port: {api_port}}}\n  prometheus: {{host: 127.0.0.1, port: {metrics_port}}}\naccess_rules:\n  repositories: [{repositories}]\n{extra_config}",
     );
     let config_path = dir.path().join("oathkeeper.yml");
     std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("write config: {e}"));
@@ -202,16 +228,52 @@ impl Gateway {
         (proxy_scheme, api_scheme): (&str, &str),
         probe: &reqwest::Client,
     ) -> Gateway {
+        Self::start_full(
+            extra_config,
+            rules,
+            &["file://{rules_file}"],
+            env,
+            (proxy_scheme, api_scheme),
+            probe,
+        )
+        .await
+    }
+
+    /// Like [`Gateway::start`] with the given `access_rules.repositories` (`{rules_file}`
+    /// stands for the `rules.yml` written from `rules`).
+    pub async fn start_with_repositories(
+        extra_config: &str,
+        rules: &str,
+        repositories: &[&str],
+    ) -> Gateway {
+        Self::start_full(
+            extra_config,
+            rules,
+            repositories,
+            &[],
+            ("http", "http"),
+            &client(),
+        )
+        .await
+    }
+
+    async fn start_full(
+        extra_config: &str,
+        rules: &str,
+        repositories: &[&str],
+        env: &[(&str, &str)],
+        (proxy_scheme, api_scheme): (&str, &str),
+        probe: &reqwest::Client,
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (proxy_port, api_port, metrics_port) = (free_port(), free_port(), free_port());
         let rules = rules.replace("{proxy}", &format!("127.0.0.1:{proxy_port}"));
-        let config = write_files_with_metrics(
+        let config = write_files_with_repositories(
             &dir,
-            proxy_port,
-            api_port,
-            metrics_port,
+            (proxy_port, api_port, metrics_port),
             extra_config,
             &rules,
+            repositories,
         );
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis-gateway"))
             .args(["serve", "-c"])
