@@ -8,7 +8,7 @@
 // Steps whose backend the identity service does not offer are skipped with a line saying so.
 
 import { chromium } from 'playwright-core';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -211,6 +211,15 @@ const page = context.pages()[0] ?? (await context.newPage());
 try {
   const verification = await available('/self-service/verification/api');
   const recovery = await available('/self-service/recovery/api');
+
+  // 0. A mailed link with a tampered flow id lands on the error page, which explains it.
+  if (recovery) {
+    await page.goto(`${IDENTITY}/self-service/recovery?flow=${randomUUID()}&code=000000`);
+    assert(page.url().includes('/ui/error?id='), `the error page, at ${page.url()}`);
+    const alert = await page.locator('[role=alert]').innerText();
+    assert(/could not be found/i.test(alert), `the error page explains the error: ${alert}`);
+    await screenshot(page, 'error-page');
+  }
 
   // 1. Register.
   await page.goto(`${IDENTITY}/ui/registration`);

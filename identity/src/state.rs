@@ -21,7 +21,8 @@ pub struct Settings {
     pub registration_ui_url: String,
     pub login_ui_url: String,
     pub settings_ui_url: String,
-    pub error_ui_url: Option<String>,
+    /// `selfservice.flows.error.ui_url`: browsers are sent to `<this>?id=<error id>`.
+    pub error_ui_url: String,
     pub default_return_url: String,
     pub registration_return_url: Option<String>,
     pub login_return_url: Option<String>,
@@ -136,7 +137,11 @@ impl Settings {
                 .ui_url
                 .clone()
                 .unwrap_or_else(|| format!("{public_base}/ui/settings")),
-            error_ui_url: None,
+            error_ui_url: flows
+                .error
+                .ui_url
+                .clone()
+                .unwrap_or_else(|| format!("{public_base}/ui/error")),
             default_return_url: config
                 .selfservice
                 .default_browser_return_url

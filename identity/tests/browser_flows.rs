@@ -306,8 +306,17 @@ async fn return_to_allow_list(db: Db) {
         return;
     };
     let browser = browser_client();
+    // A browser is sent to the error UI; an SPA gets the error.
     let forbidden = browser
         .get(server.url("/self-service/login/browser?return_to=https://evil.example.net/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 303);
+    assert!(location(&forbidden).starts_with(&server.url("/ui/error?id=")));
+    let forbidden = browser
+        .get(server.url("/self-service/login/browser?return_to=https://evil.example.net/"))
+        .header("Accept", "application/json")
         .send()
         .await
         .unwrap();

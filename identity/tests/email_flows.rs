@@ -294,14 +294,29 @@ async fn browser_recovery_ends_in_settings(db: Db) {
         .await
         .unwrap();
     assert_eq!(whoami.status(), 200);
-    // Without the CSRF token the form is refused.
+    // Without the CSRF token the form is refused: the browser goes to the error page.
     let again = browser
         .post(&action)
         .form(&[("method", "code"), ("code", code.as_str())])
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), 403);
+    assert_eq!(again.status(), 303);
+    let error_page = location(&again);
+    assert!(
+        error_page.starts_with(&server.url("/ui/error?id=")),
+        "{error_page}"
+    );
+    let id = error_page.rsplit('=').next().unwrap();
+    let error: Value = api_client()
+        .get(server.url(&format!("/self-service/errors?id={id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(error["error"]["id"], "security_csrf_violation");
     server.stop().await;
 }
 

@@ -299,14 +299,29 @@ async fn browser_settings(db: Db) {
         .unwrap();
     assert_eq!(whoami["identity"]["traits"]["name"]["first"], "Vic");
 
-    // Without the CSRF token the submit is refused.
+    // Without the CSRF token the submit is refused: the browser goes to the error page, which
+    // explains why.
     let response = browser
         .post(server.url(&format!("/self-service/settings?flow={flow_id}")))
         .form(&[("method", "profile"), ("traits.email", "vic@example.com")])
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 403);
+    assert_eq!(response.status(), 303);
+    let error_page = location(&response);
+    assert!(
+        error_page.starts_with(&server.url("/ui/error?id=")),
+        "{error_page}"
+    );
+    let page = browser
+        .get(&error_page)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("security_csrf_violation"), "{page}");
     server.stop().await;
 }
 dual_db_test!(settings_through_the_builtin_ui, super::browser_settings);

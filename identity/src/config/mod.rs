@@ -217,6 +217,15 @@ pub struct Flows {
     pub logout: LogoutFlow,
     pub recovery: EmailFlow,
     pub verification: EmailFlow,
+    pub error: ErrorFlow,
+}
+
+/// `selfservice.flows.error`: where browsers see an error a flow ended in.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct ErrorFlow {
+    /// Default: the built-in `/ui/error`.
+    pub ui_url: Option<String>,
 }
 
 /// `selfservice.flows.recovery` and `.verification` (off by default, like Kratos).

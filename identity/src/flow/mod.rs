@@ -3,6 +3,7 @@
 //! steps (expiry → 410, CSRF for browser flows, the API-flow cookie guard, 400-with-flow).
 
 pub mod code;
+pub mod error;
 pub mod login;
 pub mod logout;
 pub mod lookup;

@@ -111,8 +111,12 @@ fn standard_message(status: StatusCode) -> &'static str {
 }
 
 impl IntoResponse for ApiError {
+    /// The JSON envelope; the error itself rides along in the response's extensions so that
+    /// [`crate::flow::error::browser_errors`] can send a browser to the error UI instead.
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }
 

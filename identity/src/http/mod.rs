@@ -123,7 +123,12 @@ pub fn public_router(state: AppState) -> Router {
         .route("/admin/{*rest}", any(to_admin))
         .route("/schemas", get(list_schemas))
         .route("/schemas/{id}", get(get_schema))
+        .route("/self-service/errors", get(flow::error::get_error))
         .merge(crate::ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            flow::error::browser_errors,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -2,11 +2,13 @@
 //! trait. One implementation ([`sql::SqlStore`]) serves PostgreSQL and SQLite from the same SQL.
 
 pub mod dsn;
+mod errors;
 mod factors;
 mod mail;
 mod rows;
 pub mod sql;
 
+pub use errors::ErrorRecord;
 pub use mail::{CodeRecord, CourierFilter, CourierRecord, Delivery, DispatchRecord, Outbox};
 
 use async_trait::async_trait;
@@ -339,4 +341,8 @@ pub trait Store: Send + Sync {
         &self,
         id: Uuid,
     ) -> Result<Option<(CourierRecord, Vec<DispatchRecord>)>, StoreError>;
+
+    /// Stores an error a browser flow ended in (for the error UI).
+    async fn insert_error(&self, error: &ErrorRecord) -> Result<(), StoreError>;
+    async fn error(&self, id: Uuid) -> Result<Option<ErrorRecord>, StoreError>;
 }

@@ -21,7 +21,7 @@ use super::{
     FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionFilter, SessionRecord, Store,
     StoreError, StoredCredential,
 };
-use super::{factors, mail};
+use super::{ErrorRecord, errors, factors, mail};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -785,6 +785,14 @@ impl Store for SqlStore {
         id: Uuid,
     ) -> Result<Option<(CourierRecord, Vec<DispatchRecord>)>, StoreError> {
         mail::message_with_dispatches(&self.pool, id).await
+    }
+
+    async fn insert_error(&self, error: &ErrorRecord) -> Result<(), StoreError> {
+        errors::insert(&self.pool, error).await
+    }
+
+    async fn error(&self, id: Uuid) -> Result<Option<ErrorRecord>, StoreError> {
+        errors::get(&self.pool, id).await
     }
 }
 

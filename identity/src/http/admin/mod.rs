@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/courier/messages/{id}", get(courier::get))
         .route("/recovery/code", post(recovery::create_code))
         .route("/recovery/link", post(recovery::create_link))
+        .route("/self-service/errors", get(crate::flow::error::get_error))
 }
 
 /// Keyset pagination parameters: `page_size` (default 250, at most 1000) and `page_token`.
