@@ -2,6 +2,7 @@
 //! and logout flows, sessions and whoami, identity schemas) on axum and sqlx, for PostgreSQL and
 //! SQLite. `cli::main` is the binary's entry point; `server::start` runs it in-process.
 
+pub mod backfill;
 pub mod cipher;
 pub mod cli;
 pub mod clock;

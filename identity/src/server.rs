@@ -212,6 +212,11 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             }
         }));
     }
+    tasks.push(crate::backfill::spawn(
+        state.store.clone(),
+        state.schemas.clone(),
+        stop_rx.clone(),
+    ));
     tasks.push(crate::courier::sender::spawn(
         state.store.clone(),
         transport,

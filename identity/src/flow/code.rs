@@ -21,16 +21,17 @@ use crate::courier::{Courier, TemplateType};
 use crate::http::error::ApiError;
 use crate::http::negotiate::is_json_request;
 use crate::state::AppState;
-use crate::store::{CodeRecord, FlowRecord, Outbox};
+use crate::store::{CodeRecord, FlowRecord, MailQuota, Outbox};
 use crate::text::Message;
 
 /// Wrong codes accepted per flow before it is invalidated.
 pub const MAX_SUBMISSIONS: i64 = 5;
 
-/// Mails per address and flow kind within [`MAIL_WINDOW`]; more requests get the same answer but
-/// send nothing (no mail bombing through recovery or verification). Counted per replica.
-const MAILS_PER_WINDOW: u32 = 5;
-const MAIL_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Mails per address and flow kind within [`MAIL_WINDOW_MS`]; more requests get the same answer
+/// but send nothing (no mail bombing through recovery or verification). Counted in the courier
+/// outbox, so the quota holds across every replica on the database.
+const MAILS_PER_WINDOW: i64 = 5;
+const MAIL_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// One of the two email flows, resolved from the config.
 #[derive(Debug, Clone)]
@@ -53,7 +54,6 @@ pub struct EmailFlows {
     pub code_lifespan_ms: i64,
     pub link_lifespan_ms: i64,
     pub show_verification_ui: bool,
-    mail_throttle: crate::throttle::Throttle,
 }
 
 fn millis(raw: &str) -> i64 {
@@ -94,25 +94,7 @@ impl EmailFlows {
             code_lifespan_ms: millis(&config.selfservice.methods.code.config.lifespan),
             link_lifespan_ms: millis(&config.selfservice.methods.link.config.lifespan),
             show_verification_ui: config.registration_shows_verification_ui(),
-            mail_throttle: crate::throttle::Throttle::new(crate::throttle::ThrottleConfig {
-                enabled: true,
-                max_attempts: MAILS_PER_WINDOW,
-                max_attempts_per_ip: u32::MAX,
-                window: MAIL_WINDOW,
-                lockout: MAIL_WINDOW,
-            }),
         }
-    }
-
-    /// Counts a mail to `address`; false when its quota is used up (send nothing then).
-    fn may_mail(&self, kind: FlowKind, address: &str) -> bool {
-        let key = format!("{}:{address}", kind.name());
-        let now = std::time::Instant::now();
-        if self.mail_throttle.locked(&key, None, now).is_some() {
-            return false;
-        }
-        self.mail_throttle.failed(&key, None, now);
-        true
     }
 
     pub fn settings(&self, kind: FlowKind) -> &EmailFlowSettings {
@@ -384,18 +366,16 @@ pub async fn send(
         },
         None => None,
     };
-    let mut outbox = Outbox::default();
+    let mut outbox = Outbox {
+        quota: Some(mail_quota(kind, &address, now)),
+        ..Outbox::default()
+    };
     let lifespan = if settings.link {
         state.email.link_lifespan_ms
     } else {
         state.email.code_lifespan_ms
     };
-    let may_mail = state.email.may_mail(kind, &address);
-    if !may_mail {
-        tracing::info!(flow = %record.id, "mail quota for this address used up; nothing sent");
-    }
     match identity {
-        _ if !may_mail => {}
         Some(identity) if identity.state == "active" || kind == FlowKind::Verification => {
             let challenge = Challenge {
                 address: &address,
@@ -411,6 +391,12 @@ pub async fn send(
             };
             outbox.codes.push(stored);
             outbox.messages.push(mail);
+            if kind == FlowKind::Verification {
+                let mut addresses = identity.verifiable_addresses.clone();
+                if mark_sent(&mut addresses, &address, now) {
+                    outbox.verifiable_addresses.push((identity.id, addresses));
+                }
+            }
         }
         _ if settings.notify_unknown_recipients => {
             let template = match (kind, settings.link) {
@@ -435,15 +421,51 @@ pub async fn send(
         record.ui["nodes"] = json!(code_nodes(kind, &address));
     }
     add_message(&mut record.ui, None, sent_message(kind, settings.link));
-    if let Err(e) = state
+    match state
         .store
         .update_flow_with_outbox(&record, &outbox, now)
         .await
     {
-        return ApiError::from(e).into_response();
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(flow = %record.id, "mail quota for this address used up; nothing sent");
+        }
+        Err(e) => return ApiError::from(e).into_response(),
     }
     state.email.courier.wake();
     answer(state, kind, &record, headers, Vec::new())
+}
+
+/// The per-address quota of a flow kind's mails (valid and invalid, code and link).
+fn mail_quota(kind: FlowKind, address: &str, now: i64) -> MailQuota {
+    let template_types = TemplateType::ALL
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with(kind.name()))
+        .collect();
+    MailQuota {
+        recipient: address.to_owned(),
+        template_types,
+        since: now.saturating_sub(MAIL_WINDOW_MS),
+        max: MAILS_PER_WINDOW,
+    }
+}
+
+/// Moves an unverified address to `sent` (Kratos: `pending` → `sent` → `completed`); a verified
+/// address keeps `completed`. Returns whether the list changed.
+pub fn mark_sent(addresses: &mut Value, address: &str, now: i64) -> bool {
+    let mut changed = false;
+    for entry in addresses.as_array_mut().into_iter().flatten() {
+        let matches = entry["value"]
+            .as_str()
+            .is_some_and(|v| v.eq_ignore_ascii_case(address));
+        if matches && entry["verified"] != json!(true) && entry["status"] != json!("sent") {
+            entry["status"] = json!("sent");
+            entry["updated_at"] = json!(rfc3339(now));
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// 303 to the UI for a browser form post, else 200 with the flow (and `continue_with`).

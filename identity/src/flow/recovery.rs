@@ -97,9 +97,30 @@ pub async fn submit(
     };
     let flow_type = FlowType::of(&record.flow_type);
     let csrf = record.csrf_token.clone();
-    let checked = code::check(&state, KIND, record, &headers, &presented, |flow, _| {
+    // The owner is read before the code is spent so that marking the recovered address verified
+    // (the user just proved control of the mailbox, as Kratos does) goes in the code's
+    // transaction.
+    let now = now_ms();
+    let codes = match state.store.live_codes(record.id, now).await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let owner = state
+        .email
+        .matching(record.id, &presented, &codes)
+        .and_then(|c| c.identity_id);
+    let owner = match owner {
+        Some(id) => match state.store.identity(id).await {
+            Ok(found) => found,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let checked = code::check(&state, KIND, record, &headers, &presented, |flow, code| {
         flow.state = "passed_challenge".to_owned();
-        None
+        let mut identity = owner.filter(|i| i.state == "active")?;
+        super::verification::mark_verified(&mut identity, &code.address, now_ms());
+        Some(identity)
     })
     .await;
     let (code, flow) = match checked {

@@ -62,8 +62,9 @@ pub async fn get_flow(
     .await
 }
 
-/// Marks `address` verified on the identity.
-fn mark_verified(identity: &mut IdentityRecord, address: &str, now: i64) {
+/// Marks `address` verified on the identity (verification, and recovery: recovering through an
+/// address proves control of it).
+pub fn mark_verified(identity: &mut IdentityRecord, address: &str, now: i64) {
     if let Some(list) = identity.verifiable_addresses.as_array_mut() {
         for entry in list {
             let matches = entry["value"]

@@ -55,12 +55,27 @@ pub struct CodeRecord {
 }
 
 /// What one flow step writes besides its own row, in the same transaction: a new flow (the
-/// verification flow a registration starts), a code, and the message that carries it.
+/// verification flow a registration starts), a code, the message that carries it, and new
+/// verifiable address lists (an address whose code was just sent is `sent`).
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     pub flows: Vec<FlowRecord>,
     pub codes: Vec<CodeRecord>,
     pub messages: Vec<CourierRecord>,
+    /// `(identity id, verifiable_addresses)` to write.
+    pub verifiable_addresses: Vec<(Uuid, serde_json::Value)>,
+    /// Write codes, messages and addresses only while the recipient is within its quota.
+    pub quota: Option<MailQuota>,
+}
+
+/// A mail quota counted in the outbox itself, so every replica on the database enforces the
+/// same one: at most `max` messages of `template_types` to `recipient` created after `since`.
+#[derive(Debug, Clone)]
+pub struct MailQuota {
+    pub recipient: String,
+    pub template_types: Vec<&'static str>,
+    pub since: i64,
+    pub max: i64,
 }
 
 /// What happened to a claimed message.
@@ -149,7 +164,47 @@ pub(super) async fn insert_outbox(
         .await
         .map_err(db)?;
     }
+    for (identity_id, addresses) in &outbox.verifiable_addresses {
+        sqlx::query("UPDATE identities SET verifiable_addresses = $1 WHERE id = $2")
+            .bind(json_text(addresses))
+            .bind(identity_id.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
     Ok(())
+}
+
+/// Whether `quota`'s recipient may get one more message. Called after the transaction wrote
+/// (SQLite: it holds the write lock) or took the recipient's advisory lock (PostgreSQL), so two
+/// replicas counting at once are serialized and never both take the last slot.
+async fn within_quota(
+    tx: &mut Transaction<'_, Any>,
+    quota: &MailQuota,
+) -> Result<bool, StoreError> {
+    if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("portcullis-mail:{}", quota.recipient))
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    let placeholders: Vec<String> = (0..quota.template_types.len())
+        .map(|i| format!("${}", i + 3))
+        .collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM courier_messages WHERE recipient = $1 AND created_at > $2 \
+         AND template_type IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(quota.recipient.clone())
+        .bind(quota.since);
+    for t in &quota.template_types {
+        query = query.bind(*t);
+    }
+    let sent = query.fetch_one(&mut **tx).await.map_err(db)?;
+    Ok(sent < quota.max)
 }
 
 /// Rewrites the address index of one identity from its address lists.
@@ -184,6 +239,11 @@ pub(super) async fn index_addresses(
             .map_err(db)?;
         }
     }
+    sqlx::query("UPDATE identities SET addresses_indexed = 1 WHERE id = $1")
+        .bind(&id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -192,7 +252,7 @@ pub(super) async fn update_flow_with_outbox(
     flow: &FlowRecord,
     outbox: &Outbox,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     sqlx::query(
         "UPDATE selfservice_flows SET state = $1, ui = $2, updated_at = $3, expires_at = $4 \
@@ -206,9 +266,21 @@ pub(super) async fn update_flow_with_outbox(
     .execute(&mut *tx)
     .await
     .map_err(db)?;
-    insert_outbox(&mut tx, outbox).await?;
+    let allowed = match &outbox.quota {
+        Some(quota) => within_quota(&mut tx, quota).await?,
+        None => true,
+    };
+    if allowed {
+        insert_outbox(&mut tx, outbox).await?;
+    } else {
+        let flows_only = Outbox {
+            flows: outbox.flows.clone(),
+            ..Outbox::default()
+        };
+        insert_outbox(&mut tx, &flows_only).await?;
+    }
     tx.commit().await.map_err(db)?;
-    Ok(())
+    Ok(allowed)
 }
 
 /// The identity owning an address of `kind` (`verifiable` or `recovery`).

@@ -1,6 +1,7 @@
 //! Persistence of identities, credentials, sessions and self-service flows, behind the [`Store`]
 //! trait. One implementation ([`sql::SqlStore`]) serves PostgreSQL and SQLite from the same SQL.
 
+mod backfill;
 pub mod dsn;
 mod errors;
 mod factors;
@@ -9,7 +10,9 @@ mod rows;
 pub mod sql;
 
 pub use errors::ErrorRecord;
-pub use mail::{CodeRecord, CourierFilter, CourierRecord, Delivery, DispatchRecord, Outbox};
+pub use mail::{
+    CodeRecord, CourierFilter, CourierRecord, Delivery, DispatchRecord, MailQuota, Outbox,
+};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -289,13 +292,16 @@ pub trait Store: Send + Sync {
         context: Option<&str>,
     ) -> Result<(), StoreError>;
     async fn flow_context(&self, flow_id: Uuid) -> Result<Option<String>, StoreError>;
-    /// Writes a flow's state, ui and expiry together with its outbox, atomically.
+    /// Writes a flow's state, ui and expiry together with its outbox, atomically. With a
+    /// [`MailQuota`] on the outbox whose recipient has had its share of mail, the codes,
+    /// messages and address updates are left out (the flow is still written): returns whether
+    /// they were written.
     async fn update_flow_with_outbox(
         &self,
         flow: &FlowRecord,
         outbox: &Outbox,
         now: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// The identity owning an email address of `kind` (`verifiable` or `recovery`).
     async fn identity_id_by_address(
         &self,
@@ -345,4 +351,15 @@ pub trait Store: Send + Sync {
     /// Stores an error a browser flow ended in (for the error UI).
     async fn insert_error(&self, error: &ErrorRecord) -> Result<(), StoreError>;
     async fn error(&self, id: Uuid) -> Result<Option<ErrorRecord>, StoreError>;
+
+    /// Identities whose addresses were never indexed (written before the address index
+    /// existed), ordered by id after a keyset cursor.
+    async fn identities_to_backfill(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<IdentityRecord>, StoreError>;
+    /// Writes an identity's address lists and indexes them, unless the identity was indexed
+    /// meanwhile (by a write of the identity itself); returns whether it wrote.
+    async fn backfill_addresses(&self, identity: &IdentityRecord) -> Result<bool, StoreError>;
 }

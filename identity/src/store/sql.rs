@@ -21,7 +21,7 @@ use super::{
     FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionFilter, SessionRecord, Store,
     StoreError, StoredCredential,
 };
-use super::{ErrorRecord, errors, factors, mail};
+use super::{ErrorRecord, backfill, errors, factors, mail};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -719,7 +719,7 @@ impl Store for SqlStore {
         flow: &FlowRecord,
         outbox: &Outbox,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         mail::update_flow_with_outbox(&self.pool, flow, outbox, now).await
     }
 
@@ -793,6 +793,18 @@ impl Store for SqlStore {
 
     async fn error(&self, id: Uuid) -> Result<Option<ErrorRecord>, StoreError> {
         errors::get(&self.pool, id).await
+    }
+
+    async fn identities_to_backfill(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<IdentityRecord>, StoreError> {
+        backfill::pending(&self.pool, after, limit).await
+    }
+
+    async fn backfill_addresses(&self, identity: &IdentityRecord) -> Result<bool, StoreError> {
+        backfill::apply(&self.pool, identity).await
     }
 }
 

@@ -92,6 +92,11 @@ impl TestServer {
             .expect("replica starts")
     }
 
+    /// The DSN of this server's database.
+    pub fn dsn(&self) -> String {
+        self.config.dsn.clone().expect("a DSN")
+    }
+
     /// The PostgreSQL database of this server, when it runs on PostgreSQL.
     pub fn pg_database(&self) -> Option<&str> {
         self.pg_database.as_deref()

@@ -79,7 +79,7 @@ async fn create(state: AppState, body: Bytes, link: bool) -> Response {
         let outbox = Outbox {
             flows: vec![flow.clone()],
             codes: vec![stored],
-            messages: Vec::new(),
+            ..Outbox::default()
         };
         state.store.update_flow_with_outbox(&flow, &outbox, now).await?;
         tracing::info!(identity = %identity.id, "recovery started by admin");
