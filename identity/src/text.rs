@@ -321,6 +321,16 @@ impl Message {
         Self::info(id, text)
     }
 
+    /// 1050013: a revealed backup code that was used.
+    pub fn lookup_used(used_at: &str) -> Self {
+        Self::new(
+            1050013,
+            "info",
+            format!("Used (at {used_at})"),
+            Some(json!({ "used_at": used_at })),
+        )
+    }
+
     pub fn lookup_invalid() -> Self {
         Self::error(
             4000016,

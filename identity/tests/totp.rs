@@ -203,7 +203,8 @@ async fn totp_journey(db: Db) {
     let (status, unlinked) = post_json(
         settings["ui"]["action"].as_str().unwrap(),
         Some(&aal1),
-        json!({"method": "totp", "totp_unlink": true}),
+        // Kratos-style UIs post only the button's own field; the method is inferred.
+        json!({"totp_unlink": true}),
     )
     .await;
     assert_eq!(status, 200, "{unlinked}");
@@ -285,6 +286,40 @@ async fn lookup_journey(db: Db) {
         node(&refused, "lookup_secret").unwrap()["messages"][0]["id"],
         4000016
     );
+
+    // Reveal, with the method inferred from the button as Kratos does: the same codes again,
+    // the used one marked with its time.
+    let (status, settings) = get_json(server.url("/self-service/settings/api"), &aal1).await;
+    assert_eq!(status, 200, "{settings}");
+    assert!(
+        node(&settings, "lookup_secret_reveal").is_some(),
+        "{settings}"
+    );
+    let (status, revealed) = post_json(
+        settings["ui"]["action"].as_str().unwrap(),
+        Some(&aal1),
+        json!({"lookup_secret_reveal": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{revealed}");
+    let secrets = node(&revealed, "lookup_secret_codes").unwrap()["attributes"]["text"]["context"]
+        ["secrets"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(secrets.len(), 12);
+    assert_eq!(secrets[0]["id"], 1050013);
+    assert!(
+        secrets[0]["context"]["used_at"].is_string(),
+        "{}",
+        secrets[0]
+    );
+    let unused: Vec<String> = secrets[1..]
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(unused, codes[1..].to_vec());
+    assert!(node(&revealed, "lookup_secret_regenerate").is_some());
     server.stop().await;
 }
 

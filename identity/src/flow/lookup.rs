@@ -1,7 +1,9 @@
 //! Lookup secrets (backup codes) as a second factor: settings method `lookup_secret`
 //! (`lookup_secret_regenerate` shows 12 new codes, `lookup_secret_confirm` saves them,
+//! `lookup_secret_reveal` shows them again with the used ones marked, as Kratos does,
 //! `lookup_secret_disable` removes them) and the step-up login with `method: lookup_secret`.
-//! Codes are stored as HMACs (they are shown once, when generated) and each works once.
+//! Codes are checked against HMACs and each works once; for reveal they are also kept encrypted
+//! with `secrets.cipher` (`sealed_codes`), like TOTP secrets.
 
 use rand::Rng;
 use serde_json::{Value, json};
@@ -34,7 +36,22 @@ fn enrolled(credentials: &[StoredCredential]) -> Option<&StoredCredential> {
 
 /// The settings nodes for the current state: regenerate (and disable once set up).
 pub fn settings_nodes(has_codes: bool) -> Vec<Value> {
-    let mut nodes = vec![input_node(
+    let mut nodes = Vec::new();
+    if has_codes {
+        nodes.push(input_node(
+            KIND,
+            "lookup_secret_reveal",
+            "submit",
+            Some(json!(true)),
+            false,
+            None,
+            Some(Message::lookup_label(
+                1050007,
+                "Reveal backup recovery codes",
+            )),
+        ));
+    }
+    nodes.push(input_node(
         KIND,
         "lookup_secret_regenerate",
         "submit",
@@ -45,7 +62,7 @@ pub fn settings_nodes(has_codes: bool) -> Vec<Value> {
             1050008,
             "Generate new backup recovery codes",
         )),
-    )];
+    ));
     if has_codes {
         nodes.push(input_node(
             KIND,
@@ -116,12 +133,16 @@ pub async fn settings_submit(
         replace_nodes(record, settings_nodes(false));
         return Ok(Outcome::Saved);
     }
+    if flag(body, "lookup_secret_reveal") {
+        return reveal(state, record, identity).await;
+    }
     if flag(body, "lookup_secret_confirm") {
         let pending = state.store.flow_context(record.id).await?;
-        let codes: Option<Vec<String>> = pending
-            .and_then(|sealed| state.cipher.decrypt(&sealed).ok())
-            .and_then(|plain| serde_json::from_slice(&plain).ok());
-        let Some(codes) = codes else {
+        let codes: Option<(Vec<String>, String)> = pending.and_then(|sealed| {
+            let plain = state.cipher.decrypt(&sealed).ok()?;
+            Some((serde_json::from_slice(&plain).ok()?, sealed))
+        });
+        let Some((codes, sealed)) = codes else {
             add_message(
                 &mut record.ui,
                 None,
@@ -134,6 +155,7 @@ pub async fn settings_submit(
                 .iter()
                 .map(|c| json!({ "code_hash": state.email.hash_secret(c), "used_at": null }))
                 .collect::<Vec<_>>(),
+            "sealed_codes": sealed,
         });
         state
             .store
@@ -160,22 +182,7 @@ pub async fn settings_submit(
     replace_nodes(
         record,
         vec![
-            json!({
-                "type": "text",
-                "group": KIND,
-                "attributes": {
-                    "id": "lookup_secret_codes",
-                    "text": {
-                        "id": 1050011,
-                        "text": codes.join(", "),
-                        "type": "info",
-                        "context": { "secrets": list },
-                    },
-                    "node_type": "text",
-                },
-                "messages": [],
-                "meta": {},
-            }),
+            codes_node(&codes.join(", "), list),
             input_node(
                 KIND,
                 "lookup_secret_confirm",
@@ -190,6 +197,73 @@ pub async fn settings_submit(
             ),
         ],
     );
+    Ok(Outcome::Shown)
+}
+
+/// The `lookup_secret_codes` text node: the codes as text and as a list of messages.
+fn codes_node(text: &str, secrets: Vec<Value>) -> Value {
+    json!({
+        "type": "text",
+        "group": KIND,
+        "attributes": {
+            "id": "lookup_secret_codes",
+            "text": {
+                "id": 1050011,
+                "text": text,
+                "type": "info",
+                "context": { "secrets": secrets },
+            },
+            "node_type": "text",
+        },
+        "messages": [],
+        "meta": {},
+    })
+}
+
+/// `lookup_secret_reveal`: the saved codes again, used ones as 1050013 with their `used_at`.
+async fn reveal(
+    state: &AppState,
+    record: &mut FlowRecord,
+    identity: &IdentityRecord,
+) -> Result<Outcome, ApiError> {
+    let credentials = state.store.credentials(identity.id).await?;
+    let saved = enrolled(&credentials).and_then(|c| {
+        let plain = state
+            .cipher
+            .decrypt(c.config["sealed_codes"].as_str()?)
+            .ok()?;
+        let codes: Vec<String> = serde_json::from_slice(&plain).ok()?;
+        Some((codes, c.config["recovery_codes"].clone()))
+    });
+    let Some((codes, entries)) = saved else {
+        add_message(
+            &mut record.ui,
+            None,
+            Message::validation(
+                "There are no backup recovery codes that can be shown; generate new ones.",
+            ),
+        );
+        return Ok(Outcome::Failed);
+    };
+    let mut unused = Vec::new();
+    let list: Vec<Value> = codes
+        .iter()
+        .enumerate()
+        .map(
+            |(i, code)| match entries.get(i).and_then(|e| e["used_at"].as_str()) {
+                Some(at) => json!(Message::lookup_used(at)),
+                None => {
+                    unused.push(code.as_str());
+                    json!(Message::lookup_text(1050009, code))
+                }
+            },
+        )
+        .collect();
+    let mut nodes = vec![codes_node(&unused.join(", "), list)];
+    nodes.extend(settings_nodes(true).into_iter().filter(|n| {
+        n.pointer("/attributes/name").and_then(Value::as_str) != Some("lookup_secret_reveal")
+    }));
+    replace_nodes(record, nodes);
     Ok(Outcome::Shown)
 }
 

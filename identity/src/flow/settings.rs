@@ -221,6 +221,31 @@ async fn show_form(
     super::no_cache(axum::Json(flow).into_response())
 }
 
+/// The settings method of a submission: `method`, or, as Kratos infers it for UIs whose buttons
+/// carry only their own field, `totp` for `totp_unlink=true` and `lookup_secret` for
+/// `lookup_secret_{regenerate,reveal,confirm,disable}=true`.
+fn submitted_method(body: &Value) -> Option<&str> {
+    if let Some(method) = body.get("method").and_then(Value::as_str) {
+        return Some(method);
+    }
+    let set = |name: &str| {
+        matches!(body.get(name), Some(Value::Bool(true)))
+            || body.get(name).and_then(Value::as_str) == Some("true")
+    };
+    if set("totp_unlink") {
+        return Some("totp");
+    }
+    [
+        "lookup_secret_regenerate",
+        "lookup_secret_reveal",
+        "lookup_secret_confirm",
+        "lookup_secret_disable",
+    ]
+    .into_iter()
+    .any(set)
+    .then_some("lookup_secret")
+}
+
 /// `POST /self-service/settings?flow=`.
 pub async fn submit(
     State(state): State<AppState>,
@@ -265,7 +290,7 @@ pub async fn submit(
     clear_messages(&mut record.ui);
     let now = now_ms();
     let old_identifiers = schema.password_identifiers(&identity.traits);
-    let update = match body.get("method").and_then(Value::as_str) {
+    let update = match submitted_method(&body) {
         Some("profile") => {
             let mut traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
             if !traits.is_object() {
