@@ -47,6 +47,101 @@ async fn fetch_error(url: String) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+fn csrf_of(flow: &Value) -> String {
+    flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "csrf_token")
+        .and_then(|n| n["attributes"]["value"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+/// A browser flow fetched as an SPA does (the browser's cookies, JSON).
+async fn spa_flow(client: &reqwest::Client, server: &TestServer, kind: &str) -> Value {
+    let response = client
+        .get(server.url(&format!("/self-service/{kind}/browser")))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Registers (and so signs in) `email` in the browser `client`.
+async fn sign_up(client: &reqwest::Client, server: &TestServer, email: &str) {
+    let flow = spa_flow(client, server, "registration").await;
+    let response = client
+        .post(flow["ui"]["action"].as_str().unwrap())
+        .json(
+            &json!({"method": "password", "password": PASSWORD, "csrf_token": csrf_of(&flow),
+                      "traits": {"email": email}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn settings_of_someone_else(db: Db) {
+    let Some(server) = support::start(db, |_| {}).await else {
+        return;
+    };
+    let browser = browser_client();
+    sign_up(&browser, &server, "first@example.com").await;
+    let settings = spa_flow(&browser, &server, "settings").await;
+    let submit = settings["ui"]["action"].as_str().unwrap().to_owned();
+    let csrf = csrf_of(&settings);
+    // Signed out, the settings form sends the browser to sign in.
+    let logout: Value = browser
+        .get(server.url("/self-service/logout/browser"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = browser
+        .get(logout["logout_url"].as_str().unwrap())
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let form = [
+        ("method", "profile"),
+        ("csrf_token", csrf.as_str()),
+        ("traits.email", "first@example.com"),
+    ];
+    let response = browser.post(&submit).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert!(
+        location(&response).starts_with(&server.url("/self-service/login/browser")),
+        "{}",
+        location(&response)
+    );
+    // Signed in as someone else, the first identity's settings flow is refused.
+    sign_up(&browser, &server, "second@example.com").await;
+    let response = browser.post(&submit).form(&form).send().await.unwrap();
+    let id = error_id(&server, &response);
+    let (_, body) = fetch_error(server.url(&format!("/self-service/errors?id={id}"))).await;
+    assert_eq!(body["error"]["id"], "security_identity_mismatch", "{body}");
+    assert_eq!(body["error"]["code"], 403);
+    // As JSON: the 403 itself.
+    let response = browser
+        .post(&submit)
+        .header("Accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    server.stop().await;
+}
+
 async fn csrf_violation(db: Db) {
     let Some(server) = support::start(db, |_| {}).await else {
         return;
@@ -310,4 +405,8 @@ dual_db_test!(
 dual_db_test!(
     browser_endpoints_forward_errors_to_the_configured_error_ui,
     super::browser_endpoints_forward
+);
+dual_db_test!(
+    a_settings_flow_of_another_identity_goes_to_the_error_ui,
+    super::settings_of_someone_else
 );
