@@ -212,11 +212,7 @@ impl Repositories {
     /// Watches the path repositories and reloads on change, until the process ends. All files
     /// changed since the last look are applied together; a broken version is reported once and
     /// the last good rules of those repositories kept.
-    pub fn watch_files(
-        self: &Arc<Self>,
-        mut last: Vec<Option<Documents>>,
-        every: Duration,
-    ) {
+    pub fn watch_files(self: &Arc<Self>, mut last: Vec<Option<Documents>>, every: Duration) {
         if !self.list.iter().any(|r| matches!(r, Repository::Path(_))) {
             return;
         }
