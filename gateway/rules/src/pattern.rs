@@ -38,6 +38,10 @@ pub struct Pattern {
     longest_literal: String,
     literals: Vec<String>,
     captures: bool,
+    /// The pattern is a literal followed by `<.*>` (regexp) or `<**>` (glob), the most common
+    /// shape (`https://host/api/<.*>`): a URL matches when it starts with the literal and has no
+    /// newline after it (`.` does not match `\n`), decided without running the regex.
+    prefix_then_anything: bool,
 }
 
 impl Pattern {
@@ -61,6 +65,7 @@ impl Pattern {
             .cloned()
             .unwrap_or_default();
         let mut regex = String::from("^");
+        let mut inner_regexes = Vec::new();
         for part in &parts {
             match (part, strategy) {
                 (Part::Literal(text), _) => regex.push_str(&regex::escape(text)),
@@ -70,12 +75,21 @@ impl Pattern {
                     regex.push('(');
                     regex.push_str(inner);
                     regex.push(')');
+                    inner_regexes.push((*inner).to_owned());
                 }
                 (Part::Inner(inner), MatchingStrategy::Glob) => {
-                    regex.push_str(&glob_to_regex(inner)?);
+                    let translated = glob_to_regex(inner)?;
+                    regex.push_str(&translated);
+                    inner_regexes.push(translated);
                 }
             }
         }
+        let prefix_then_anything = match parts.as_slice() {
+            [Part::Inner(_)] | [Part::Literal(_), Part::Inner(_)] => {
+                inner_regexes.first().is_some_and(|r| r == ".*")
+            }
+            _ => false,
+        };
         regex.push('$');
         let regex = compile_regex(&regex, source)?;
         Ok(Self {
@@ -84,6 +98,7 @@ impl Pattern {
             longest_literal,
             literals,
             captures: strategy == MatchingStrategy::Regexp,
+            prefix_then_anything,
         })
     }
 
@@ -100,6 +115,11 @@ impl Pattern {
 
     /// Whether `url` matches, without extracting capture groups.
     pub fn is_match(&self, url: &str) -> Result<bool, EvalError> {
+        if self.prefix_then_anything {
+            return Ok(url
+                .strip_prefix(self.literal_prefix.as_str())
+                .is_some_and(|rest| !rest.contains('\n')));
+        }
         self.regex
             .is_match(url)
             .map_err(|e| EvalError(e.to_string()))
@@ -269,6 +289,42 @@ mod tests {
             .ok()
             .and_then(|p| p.captures(url).ok().flatten())
             .is_some()
+    }
+
+    #[test]
+    fn prefix_then_anything_agrees_with_the_regex() -> Result<(), PatternError> {
+        let urls = [
+            "http://a/",
+            "http://a/b/c.txt",
+            "http://a",
+            "http://b/x",
+            "http://a/x\ny",
+            "http://a/x\r",
+            "http://a/é/ü",
+            "",
+            "xhttp://a/b",
+        ];
+        for (source, strategy, fast) in [
+            ("http://a/<.*>", MatchingStrategy::Regexp, true),
+            ("<.*>", MatchingStrategy::Regexp, true),
+            ("http://a/<**>", MatchingStrategy::Glob, true),
+            ("http://a/<.+>", MatchingStrategy::Regexp, false),
+            ("http://a/<*>", MatchingStrategy::Glob, false),
+            ("http://a/<.*>/x", MatchingStrategy::Regexp, false),
+            ("<.*>/<.*>", MatchingStrategy::Regexp, false),
+        ] {
+            let pattern = Pattern::compile(source, strategy)?;
+            assert_eq!(pattern.prefix_then_anything, fast, "{source}");
+            for url in urls {
+                let by_regex = pattern.regex.is_match(url).unwrap_or(false);
+                assert_eq!(
+                    pattern.is_match(url).ok(),
+                    Some(by_regex),
+                    "{source} {url:?}"
+                );
+            }
+        }
+        Ok(())
     }
 
     #[test]
