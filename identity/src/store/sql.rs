@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection as _, Row};
 use uuid::Uuid;
 
 use super::dsn::Dsn;
@@ -29,6 +30,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Connections for whoami's one query, outside the pool (see [`Direct`]); `None` for an
+    /// in-memory database, whose data lives in the pool's one connection.
+    direct: Option<Arc<Direct>>,
 }
 
 impl SqlStore {
@@ -45,9 +49,24 @@ impl SqlStore {
         }
         let options =
             AnyConnectOptions::from_str(&dsn.url).map_err(|e| StoreError::Dsn(e.to_string()))?;
+        let options_for_direct = options.clone();
         let is_sqlite = dsn.url.starts_with("sqlite:");
         let mut pool = AnyPoolOptions::new()
             .acquire_timeout(std::time::Duration::from_secs(5))
+            // sqlx pings a connection on every acquire by default: a second round trip to the
+            // database per whoami. It already pings on every release, so a connection handed
+            // out after less than IDLE_PING_AFTER idle was alive a moment ago; only ones idle
+            // longer are pinged. One that died meanwhile (database restarted) fails its query:
+            // idempotent reads retry on another connection (`SqlStore::read`).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if is_sqlite {
@@ -84,7 +103,35 @@ impl SqlStore {
                 .await
                 .map_err(StoreError::Unavailable)?;
         }
-        Ok(Self { pool })
+        let direct = (!dsn.memory).then(|| {
+            Arc::new(Direct {
+                options: options_for_direct,
+                is_sqlite,
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(DIRECT_CONNECTIONS),
+            })
+        });
+        Ok(Self { pool, direct })
+    }
+
+    /// Runs an idempotent read, again on another connection when the one it got turns out to
+    /// be dead (the database restarted or dropped it while it sat idle in the pool): at most
+    /// once per pooled connection plus one, so that a pool full of dead connections drains.
+    async fn read<T, F, Fut>(&self, mut query: F) -> Result<T, sqlx::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut left = self.pool.options().get_max_connections() + 1;
+        loop {
+            match query().await {
+                Err(e) if left > 1 && connection_lost(&e) => {
+                    tracing::info!("database connection lost, retrying the read: {e}");
+                    left -= 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Applies every pending migration.
@@ -95,6 +142,17 @@ impl SqlStore {
 
     /// Closes the pool.
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.permits.close();
+            let idle = direct
+                .idle
+                .lock()
+                .map(|mut idle| std::mem::take(&mut *idle))
+                .unwrap_or_default();
+            for conn in idle {
+                let _ = conn.close().await;
+            }
+        }
         self.pool.close().await;
     }
 }
@@ -102,11 +160,13 @@ impl SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn ready(&self) -> Result<bool, StoreError> {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
+        let applied: i64 = self
+            .read(|| {
+                sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&self.pool)
+            })
+            .await
+            .map_err(db)?;
         Ok(applied as usize >= MIGRATOR.iter().count())
     }
 
@@ -288,13 +348,11 @@ impl Store for SqlStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS}, {IDENTITY_COLUMNS} FROM sessions s \
-             JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await
+        let query = || sqlx::query(SESSION_BY_TOKEN.as_str()).bind(token_hash);
+        let row = match &self.direct {
+            Some(direct) => self.read(|| direct.fetch_optional(query())).await,
+            None => self.read(|| query().fetch_optional(&self.pool)).await,
+        }
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some((session_from_row(&row)?, identity_from_row(&row)?)))
@@ -829,4 +887,78 @@ fn bind_session_filter<'q>(
         })
         .bind(filter.now)
         .bind(filter.except.map(|i| i.to_string()).unwrap_or_default())
+}
+
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const IDLE_PING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// whoami's one indexed query: the session by token hash joined with its identity.
+static SESSION_BY_TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {SESSION_COLUMNS}, {IDENTITY_COLUMNS} FROM sessions s \
+         JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1"
+    )
+});
+
+/// Whether an error means the connection itself is gone (as opposed to the query failing):
+/// socket errors, a broken protocol stream, or PostgreSQL's connection-exception (08xxx) and
+/// operator-intervention (57Pxx, e.g. the backend was terminated) classes.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// How many connections whoami may use at once, beside the pool.
+const DIRECT_CONNECTIONS: usize = 8;
+
+/// A few connections kept outside sqlx's pool for whoami's single read. The pool pings a
+/// connection (a round trip to the database) every time one is given back, so a pooled whoami
+/// costs two round trips; these connections are checked by their use instead: one whose query
+/// fails is dropped, and [`SqlStore::read`] retries on another. At most
+/// [`DIRECT_CONNECTIONS`] are in use or idle.
+struct Direct {
+    options: AnyConnectOptions,
+    is_sqlite: bool,
+    idle: std::sync::Mutex<Vec<sqlx::AnyConnection>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Direct {
+    async fn fetch_optional<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<Option<sqlx::any::AnyRow>, sqlx::Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        // Dropped on error (and when this future is dropped mid-query): only a connection
+        // that just answered goes back.
+        let row = query.fetch_optional(&mut conn).await?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        Ok(row)
+    }
+
+    async fn connect(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        let mut conn = sqlx::AnyConnection::connect_with(&self.options).await?;
+        if self.is_sqlite {
+            sqlx::query("PRAGMA busy_timeout = 5000")
+                .execute(&mut conn)
+                .await?;
+        }
+        Ok(conn)
+    }
 }
