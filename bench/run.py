@@ -825,16 +825,69 @@ def scenario_rule_count(env, counts=(10, 1000, 10_000)):
                     note="RSS idle is read after start-up, before any request (scenario 9).")
 
 
-def run_identity_bench(release, quick):
+def postgres_pids():
+    """The PostgreSQL server's processes (postmaster and backends), whose CPU a whoami costs too."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() in ("postgres", "postmaster"):
+                    out.add(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def whoami_wrk(env, work, db, seconds, connections):
+    """GET /sessions/whoami with one session token, driven by wrk (one thread) against the
+    identity binary, neither pinned: requests/s and the CPU µs per request of identity and of
+    PostgreSQL's processes (whose backends serve identity's pool)."""
+    def run(dsn):
+        ident = identity_proc(env, dsn, name=f"identity-whoami-{db}")
+        ident.cpu = "0,1"
+        ident.start(work)
+        try:
+            token = register_user(f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}")
+            url = f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/sessions/whoami"
+            args = ["-H", f"X-Session-Token: {token}"]
+            sh(["wrk", "-t1", "-c4", "-d1s", *args, url], stdout=subprocess.DEVNULL)  # warm-up
+            pids, pg = descendants(ident.proc.pid), postgres_pids()
+            la = loadavg()
+            cpu0, pg0 = cpu_seconds(pids), cpu_seconds(pg)
+            out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *with_done(work, args), url],
+                                 check=True, capture_output=True, text=True).stdout
+            # Backends that connected during the run count in full.
+            cpu, pg_cpu = cpu_seconds(pids) - cpu0, cpu_seconds(pg | postgres_pids()) - pg0
+            res = parse_wrk(out)
+            n = res["requests"] or 1
+            res.update(loadavg_before=la, identity_cpu_us_per_req=cpu / n * 1e6,
+                       postgres_cpu_us_per_req=pg_cpu / n * 1e6 if db == "postgres" else None,
+                       identity_peak_rss_kib=rss_kib(pids, "VmHWM"))
+            return res
+        finally:
+            ident.stop()
+
+    if db == "postgres":
+        with PgDatabase() as dsn:
+            return run(dsn)
+    return run(f"sqlite://{work}/whoami-bench.sqlite?mode=rwc")
+
+
+def run_identity_bench(env, work, release, quick, connections):
     seconds, conc = ("2", "64") if quick else ("6", "64")
     out = {}
     for db in ("postgres", "sqlite"):
+        print(f"\n== scenario 7: identity whoami under wrk, {db}", flush=True)
+        w = whoami_wrk(env, work, db, int(seconds), connections)
+        pg = f", PostgreSQL {w['postgres_cpu_us_per_req']:.1f}" if w["postgres_cpu_us_per_req"] is not None else ""
+        print(f"whoami (wrk, {connections} connections): {w['rps']:.0f} req/s, p99 {w['p99_ms'] or 0:.2f} ms, "
+              f"CPU µs/req identity {w['identity_cpu_us_per_req']:.1f}{pg}", flush=True)
         print(f"\n== scenario 7: identity bench {db}", flush=True)
         la = loadavg()
         text = subprocess.run([str(release / "examples" / "bench"), db, seconds, conc], check=True,
                               capture_output=True, text=True, cwd=ROOT, env={**os.environ, "LOG_LEVEL": "warn"}).stdout
         print(text, flush=True)
-        out[db] = {"loadavg_before": la, "output": text.strip()}
+        out[db] = {"loadavg_before": la, "output": text.strip(), "whoami_wrk": w}
     return out
 
 
@@ -888,7 +941,7 @@ def main():
                             sc.identity.stop()
                         results[key] = run_scenario(sc, work, duration, rounds, args.connections)
                 elif key == "7":
-                    results[key] = run_identity_bench(release, args.quick)
+                    results[key] = run_identity_bench(env, work, release, args.quick, args.connections)
                 else:
                     results[key] = run_scenario(builders[key](env), work, duration, rounds, args.connections)
             except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
@@ -921,7 +974,16 @@ def main():
         if key in results:
             lines += table(key, results[key]) + [""]
     if "7" in results:
-        lines += ["### Scenario 7: identity (identity/examples/bench.rs, load client in the same process)", ""]
+        lines += ["### Scenario 7: identity", "",
+                  f"whoami driven by wrk (one thread, {args.connections} connections, one session token), "
+                  "identity and PostgreSQL not pinned:", "",
+                  "| database | whoami req/s | p99 ms | identity CPU µs/req | PostgreSQL CPU µs/req | loadavg before |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for db, r in results["7"].items():
+            w = r["whoami_wrk"]
+            lines.append(f"| {db} | {w['rps']:.0f} | {fmt(w['p99_ms'], '.2f')} | {w['identity_cpu_us_per_req']:.1f} | "
+                         f"{fmt(w['postgres_cpu_us_per_req'], '.1f')} | {' '.join(w['loadavg_before'])} |")
+        lines += ["", "identity/examples/bench.rs (load client in the same process as the server):", ""]
         for db, r in results["7"].items():
             lines += [f"{db}, loadavg before: {' '.join(r['loadavg_before'])}", "", "```", r["output"], "```", ""]
     for key, error in failed.items():
