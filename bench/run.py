@@ -8,7 +8,8 @@ Scenarios (issue #8; select with --scenarios 1,2,...; default all):
   4 id_token mutator (ES256 and RS256, cached and signed per request) vs pass-through
   5 /decisions behind nginx auth_request (keep-alive and new connection) vs a trivial auth endpoint
   6 10 / 1 000 / 10 000 rules end to end
-  7 identity: identity/examples/bench.rs on PostgreSQL and SQLite
+  7 identity: whoami under wrk (identity and PostgreSQL CPU per request), then identity/examples/bench.rs
+    (logins, registrations) on PostgreSQL and SQLite
   8 operator propagation: measured by the operator's process e2e (needs an API server), pointer only
   9 memory: gateway RSS idle and under load with 10 000 rules (from 6), identity RSS under load (from 3)
 
@@ -851,13 +852,14 @@ def whoami_wrk(env, work, db, seconds, connections):
             url = f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/sessions/whoami"
             args = ["-H", f"X-Session-Token: {token}"]
             sh(["wrk", "-t1", "-c4", "-d1s", *args, url], stdout=subprocess.DEVNULL)  # warm-up
-            pids, pg = descendants(ident.proc.pid), postgres_pids()
+            pids = descendants(ident.proc.pid)
             la = loadavg()
-            cpu0, pg0 = cpu_seconds(pids), cpu_seconds(pg)
+            cpu0, pg0 = cpu_seconds(pids), {pid: cpu_seconds({pid}) for pid in postgres_pids()}
             out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *with_done(work, args), url],
                                  check=True, capture_output=True, text=True).stdout
-            # Backends that connected during the run count in full.
-            cpu, pg_cpu = cpu_seconds(pids) - cpu0, cpu_seconds(pg | postgres_pids()) - pg0
+            # Per process: backends that connected during the run count in full.
+            cpu = cpu_seconds(pids) - cpu0
+            pg_cpu = sum(cpu_seconds({pid}) - pg0.get(pid, 0) for pid in postgres_pids())
             res = parse_wrk(out)
             n = res["requests"] or 1
             res.update(loadavg_before=la, identity_cpu_us_per_req=cpu / n * 1e6,
@@ -869,7 +871,8 @@ def whoami_wrk(env, work, db, seconds, connections):
 
     if db == "postgres":
         with PgDatabase() as dsn:
-            return run(dsn)
+            # No TLS to a database on the same host (sqlx would negotiate it: sslmode=prefer).
+            return run(dsn + "?sslmode=disable")
     return run(f"sqlite://{work}/whoami-bench.sqlite?mode=rwc")
 
 
@@ -976,7 +979,7 @@ def main():
     if "7" in results:
         lines += ["### Scenario 7: identity", "",
                   f"whoami driven by wrk (one thread, {args.connections} connections, one session token), "
-                  "identity and PostgreSQL not pinned:", "",
+                  "identity and PostgreSQL not pinned, PostgreSQL over loopback without TLS (`sslmode=disable`):", "",
                   "| database | whoami req/s | p99 ms | identity CPU µs/req | PostgreSQL CPU µs/req | loadavg before |",
                   "| --- | ---: | ---: | ---: | ---: | --- |"]
         for db, r in results["7"].items():
