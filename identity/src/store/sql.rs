@@ -52,7 +52,7 @@ impl SqlStore {
         let options_for_direct = options.clone();
         let is_sqlite = dsn.url.starts_with("sqlite:");
         let mut pool = AnyPoolOptions::new()
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // sqlx pings a connection on every acquire by default: a second round trip to the
             // database per whoami. It already pings on every release, so a connection handed
             // out after less than IDLE_PING_AFTER idle was alive a moment ago; only ones idle
@@ -889,6 +889,9 @@ fn bind_session_filter<'q>(
         .bind(filter.except.map(|i| i.to_string()).unwrap_or_default())
 }
 
+/// How long a request may wait for a database connection, pooled or direct.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const IDLE_PING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -953,7 +956,14 @@ impl Direct {
     }
 
     async fn connect(&self) -> Result<sqlx::AnyConnection, sqlx::Error> {
-        let mut conn = sqlx::AnyConnection::connect_with(&self.options).await?;
+        // Bounded like the pool's acquire: a database that does not answer fails the read
+        // (503) instead of holding the request for the OS's connect timeout.
+        let mut conn = tokio::time::timeout(
+            ACQUIRE_TIMEOUT,
+            sqlx::AnyConnection::connect_with(&self.options),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
         if self.is_sqlite {
             sqlx::query("PRAGMA busy_timeout = 5000")
                 .execute(&mut conn)
