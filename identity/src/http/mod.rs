@@ -270,30 +270,25 @@ async fn list_schemas(
         .collect();
     let mut response = axum::Json(list).into_response();
     let base = format!("{}/schemas", state.settings.public_base);
-    let link = |rel: &str, at: i64| {
-        format!(
-            "<{base}?page_size={size}&page_token={at}&per_page={size}&page={}>; rel=\"{rel}\"",
-            at / size
-        )
-    };
     let last = if total == 0 {
         0
     } else {
         (total - 1) / size * size
     };
-    let mut links = vec![link("first", 0)];
+    let mut rels = vec![("first", 0)];
     if offset > 0 {
-        links.push(link("prev", (offset - size).max(0)));
+        rels.push(("prev", (offset - size).max(0)));
     }
     if offset + size < total {
-        links.push(link("next", offset + size));
+        rels.push(("next", offset + size));
     }
-    links.push(link("last", last));
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
-        headers.insert(axum::http::header::LINK, v);
-    }
-    headers.insert("x-total-count", HeaderValue::from(total));
+    rels.push(("last", last));
+    admin::link_headers(&mut response, total, &rels, |at| {
+        format!(
+            "{base}?page_size={size}&page_token={at}&per_page={size}&page={}",
+            at / size
+        )
+    });
     response
 }
 

@@ -136,31 +136,42 @@ impl LegacyPage {
 
     /// Adds `X-Total-Count` and the `Link` header for a collection of `total` items.
     pub fn headers(&self, response: &mut Response, base: &str, total: i64) {
-        let link = |rel: &str, page: i64| {
-            format!(
-                "<{base}?page={page}&per_page={}>; rel=\"{rel}\"",
-                self.per_page
-            )
-        };
         let last = if total <= 0 {
             0
         } else {
             (total - 1) / self.per_page
         };
-        let mut links = vec![link("first", 0)];
+        let mut rels = vec![("first", 0)];
         if self.page > 0 {
-            links.push(link("prev", (self.page - 1).min(last)));
+            rels.push(("prev", (self.page - 1).min(last)));
         }
         if self.page < last {
-            links.push(link("next", self.page + 1));
+            rels.push(("next", self.page + 1));
         }
-        links.push(link("last", last));
-        let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
-            headers.insert(axum::http::header::LINK, v);
-        }
-        headers.insert("x-total-count", HeaderValue::from(total.max(0)));
+        rels.push(("last", last));
+        link_headers(response, total, &rels, |page| {
+            format!("{base}?page={page}&per_page={}", self.per_page)
+        });
     }
+}
+
+/// Sets `X-Total-Count` and a `Link` header with one `<url>; rel="…"` per `(rel, position)`,
+/// `url(position)` rendering the address of that page.
+pub fn link_headers(
+    response: &mut Response,
+    total: i64,
+    rels: &[(&str, i64)],
+    url: impl Fn(i64) -> String,
+) {
+    let links: Vec<String> = rels
+        .iter()
+        .map(|(rel, at)| format!("<{}>; rel=\"{rel}\"", url(*at)))
+        .collect();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+        headers.insert(axum::http::header::LINK, v);
+    }
+    headers.insert("x-total-count", HeaderValue::from(total.max(0)));
 }
 
 /// Parses a path id or answers 404 (an unparsable id names nothing).
