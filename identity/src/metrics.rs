@@ -69,6 +69,41 @@ impl Metrics {
     }
 }
 
+/// whoami's session cache, appended to [`Metrics::render`] when the cache is on.
+pub fn render_whoami_cache(stats: &crate::store::WhoamiCacheStats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_identity_whoami_cache_lookups_total whoami session cache lookups by result.\n\
+         # TYPE portcullis_identity_whoami_cache_lookups_total counter\n\
+         portcullis_identity_whoami_cache_lookups_total{{result=\"hit\"}} {}\n\
+         portcullis_identity_whoami_cache_lookups_total{{result=\"miss\"}} {}",
+        stats.hits, stats.misses
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_identity_whoami_cache_live 1 while the cache serves (its change notifications are being received).\n\
+         # TYPE portcullis_identity_whoami_cache_live gauge\n\
+         portcullis_identity_whoami_cache_live {}",
+        u8::from(stats.live)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_identity_whoami_cache_entries Sessions held by the whoami cache.\n\
+         # TYPE portcullis_identity_whoami_cache_entries gauge\n\
+         portcullis_identity_whoami_cache_entries {}",
+        stats.entries
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portcullis_identity_whoami_cache_listens_total Times the cache started listening for changes (1 + reconnects).\n\
+         # TYPE portcullis_identity_whoami_cache_listens_total counter\n\
+         portcullis_identity_whoami_cache_listens_total {}",
+        stats.listens
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,6 +108,10 @@ pub async fn start(config: Config, dev: bool) -> Result<Running, ServeError> {
             "database migrations are pending; run `portcullis-identity migrate sql -e --yes` (or serve --dev)"
         );
     }
+    let store = match config.portcullis.whoami_cache.settings() {
+        Some(settings) => store.with_whoami_cache(settings).await,
+        None => store,
+    };
     let schema_refs = crate::schema::fetch_remote(&config.identity.schemas).await?;
     let schemas = if config.stream.is_some() {
         SchemaRegistry::load_partial(

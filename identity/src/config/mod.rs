@@ -597,6 +597,42 @@ pub struct Cookies {
 #[serde(default)]
 pub struct PortcullisConfig {
     pub ui: UiConfig,
+    pub whoami_cache: WhoamiCacheConfig,
+}
+
+/// `portcullis.whoami_cache`: whoami's session cache on PostgreSQL, kept exact across replicas
+/// by database notifications (see `store::whoami_cache`). SQLite never caches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WhoamiCacheConfig {
+    pub enabled: bool,
+    /// Sessions held at most; a full cache starts again empty.
+    pub max_entries: usize,
+    /// How long an entry may be served without a fresh read, however quiet the notifications.
+    pub max_age: String,
+}
+
+impl Default for WhoamiCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: 100_000,
+            max_age: "10s".to_owned(),
+        }
+    }
+}
+
+impl WhoamiCacheConfig {
+    /// The store's settings, or `None` when the cache is off.
+    pub fn settings(&self) -> Option<crate::store::sql::WhoamiCacheSettings> {
+        let max_age = units::parse_duration(&self.max_age)?;
+        (self.enabled && self.max_entries > 0 && !max_age.is_zero()).then_some(
+            crate::store::sql::WhoamiCacheSettings {
+                max_entries: self.max_entries,
+                max_age,
+            },
+        )
+    }
 }
 
 /// `portcullis.ui`: the built-in UI.
@@ -718,6 +754,10 @@ impl Config {
                 &self.selfservice.methods.link.config.lifespan,
             ),
             ("courier.worker.pull_wait", &self.courier.worker.pull_wait),
+            (
+                "portcullis.whoami_cache.max_age",
+                &self.portcullis.whoami_cache.max_age,
+            ),
             (
                 "courier.worker.retry_backoff",
                 &self.courier.worker.retry_backoff,

@@ -202,7 +202,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        {
+            let mut text = state.metrics.render();
+            if let Some(stats) = state.store.whoami_cache_stats() {
+                text.push_str(&crate::metrics::render_whoami_cache(&stats));
+            }
+            text
+        },
     )
         .into_response()
 }

@@ -8,6 +8,7 @@ mod factors;
 mod mail;
 mod rows;
 pub mod sql;
+mod whoami_cache;
 
 pub use errors::ErrorRecord;
 pub use mail::{
@@ -82,6 +83,18 @@ pub struct SessionRecord {
     pub updated_at: i64,
 }
 
+/// What `/metrics` shows of whoami's session cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhoamiCacheStats {
+    /// Serving: its listening connection is up.
+    pub live: bool,
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+    /// How many times it started listening (1 + reconnects).
+    pub listens: u64,
+}
+
 /// A self-service flow as stored.
 #[derive(Debug, Clone)]
 pub struct FlowRecord {
@@ -140,6 +153,11 @@ pub struct SessionFilter {
 pub trait Store: Send + Sync {
     /// Checks that the database answers and every migration is applied.
     async fn ready(&self) -> Result<bool, StoreError>;
+
+    /// whoami's session cache, when there is one.
+    fn whoami_cache_stats(&self) -> Option<WhoamiCacheStats> {
+        None
+    }
 
     async fn insert_flow(&self, flow: &FlowRecord) -> Result<(), StoreError>;
     async fn flow(&self, id: Uuid) -> Result<Option<FlowRecord>, StoreError>;

@@ -17,6 +17,7 @@ use super::rows::{
     IDENTITY_COLUMNS, SESSION_COLUMNS, db, flow_from_row, identity_from_row, json_text, parse_json,
     parse_uuid, session_from_row,
 };
+use super::whoami_cache::{self, WhoamiCache};
 use super::{
     CodeRecord, CourierFilter, CourierRecord, CredentialRecord, Delivery, DispatchRecord,
     FlowRecord, IdentityRecord, Outbox, PasswordUpdate, SessionFilter, SessionRecord, Store,
@@ -33,6 +34,17 @@ pub struct SqlStore {
     /// Connections for whoami's one query, outside the pool (see [`Direct`]); `None` for an
     /// in-memory database, whose data lives in the pool's one connection.
     direct: Option<Arc<Direct>>,
+    /// whoami's cache on PostgreSQL (see [`whoami_cache`]); `None` when off.
+    cache: Option<Arc<WhoamiCache>>,
+    /// PostgreSQL's URL (for the cache's listening connection); `None` on SQLite.
+    postgres_url: Option<String>,
+}
+
+/// `portcullis.whoami_cache`: how whoami's cache is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct WhoamiCacheSettings {
+    pub max_entries: usize,
+    pub max_age: std::time::Duration,
 }
 
 impl SqlStore {
@@ -111,7 +123,54 @@ impl SqlStore {
                 permits: tokio::sync::Semaphore::new(DIRECT_CONNECTIONS),
             })
         });
-        Ok(Self { pool, direct })
+        let postgres_url = (!is_sqlite).then(|| dsn.url.clone());
+        Ok(Self {
+            pool,
+            direct,
+            cache: None,
+            postgres_url,
+        })
+    }
+
+    /// Turns on whoami's session cache (PostgreSQL only; SQLite answers whoami in-process
+    /// already). Needs the notifying triggers, which [`SqlStore::migrate`] installs: without
+    /// them the cache stays off and says why.
+    pub async fn with_whoami_cache(mut self, settings: WhoamiCacheSettings) -> Self {
+        let Some(url) = self.postgres_url.clone() else {
+            return self;
+        };
+        match whoami_cache::triggers_installed(&self.pool).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    "whoami cache off: its triggers are missing; run `portcullis-identity migrate sql -e --yes`"
+                );
+                return self;
+            }
+            Err(e) => {
+                tracing::warn!("whoami cache off: {e}");
+                return self;
+            }
+        }
+        let cache = Arc::new(WhoamiCache::new(settings.max_entries, settings.max_age));
+        cache.start_listening(url);
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Called after every write that may change what whoami answers: this replica's cache
+    /// forgets everything before the write's caller hears back.
+    fn changed(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
+    /// Awaits a write, then [`SqlStore::changed`] (also when it failed: it may have committed).
+    async fn changing<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let result = write.await;
+        self.changed();
+        result
     }
 
     /// Runs an idempotent read, again on another connection when the one it got turns out to
@@ -137,11 +196,17 @@ impl SqlStore {
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
+        if self.postgres_url.is_some() {
+            whoami_cache::install_triggers(&self.pool).await?;
+        }
         Ok(())
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
+        if let Some(cache) = &self.cache {
+            cache.stop();
+        }
         if let Some(direct) = &self.direct {
             direct.permits.close();
             let idle = direct
@@ -159,6 +224,10 @@ impl SqlStore {
 
 #[async_trait]
 impl Store for SqlStore {
+    fn whoami_cache_stats(&self) -> Option<super::WhoamiCacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
+    }
+
     async fn ready(&self) -> Result<bool, StoreError> {
         let applied: i64 = self
             .read(|| {
@@ -348,6 +417,10 @@ impl Store for SqlStore {
         &self,
         token_hash: &str,
     ) -> Result<Option<(SessionRecord, IdentityRecord)>, StoreError> {
+        if let Some(found) = self.cache.as_ref().and_then(|c| c.get(token_hash)) {
+            return Ok(Some(found));
+        }
+        let generation = self.cache.as_ref().map(|c| c.generation());
         let query = || sqlx::query(SESSION_BY_TOKEN.as_str()).bind(token_hash);
         let row = match &self.direct {
             Some(direct) => self.read(|| direct.fetch_optional(query())).await,
@@ -355,7 +428,11 @@ impl Store for SqlStore {
         }
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some((session_from_row(&row)?, identity_from_row(&row)?)))
+        let found = (session_from_row(&row)?, identity_from_row(&row)?);
+        if let (Some(cache), Some(generation)) = (&self.cache, generation) {
+            cache.insert(generation, token_hash, &found);
+        }
+        Ok(Some(found))
     }
 
     async fn revoke_session_by_token(
@@ -363,15 +440,18 @@ impl Store for SqlStore {
         token_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET active = 0, updated_at = $1 WHERE token_hash = $2 AND active = 1",
-        )
-        .bind(now)
-        .bind(token_hash)
-        .execute(&self.pool)
+        self.changing(async {
+            let done = sqlx::query(
+                "UPDATE sessions SET active = 0, updated_at = $1 WHERE token_hash = $2 AND active = 1",
+            )
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
         .await
-        .map_err(db)?;
-        Ok(done.rows_affected() > 0)
     }
 
     async fn list_identities(
@@ -481,101 +561,107 @@ impl Store for SqlStore {
         i: &IdentityRecord,
         password: &PasswordUpdate,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let done = sqlx::query(
-            "UPDATE identities SET schema_id = $1, state = $2, traits = $3, \
-             verifiable_addresses = $4, recovery_addresses = $5, metadata_public = $6, \
-             metadata_admin = $7, external_id = $8, state_changed_at = $9, updated_at = $10 \
-             WHERE id = $11",
-        )
-        .bind(&i.schema_id)
-        .bind(&i.state)
-        .bind(json_text(&i.traits))
-        .bind(json_text(&i.verifiable_addresses))
-        .bind(json_text(&i.recovery_addresses))
-        .bind(i.metadata_public.as_ref().map(json_text))
-        .bind(i.metadata_admin.as_ref().map(json_text))
-        .bind(i.external_id.clone())
-        .bind(i.state_changed_at)
-        .bind(i.updated_at)
-        .bind(i.id.to_string())
-        .execute(&mut *tx)
+        self.changing(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let done = sqlx::query(
+                "UPDATE identities SET schema_id = $1, state = $2, traits = $3, \
+                 verifiable_addresses = $4, recovery_addresses = $5, metadata_public = $6, \
+                 metadata_admin = $7, external_id = $8, state_changed_at = $9, updated_at = $10 \
+                 WHERE id = $11",
+            )
+            .bind(&i.schema_id)
+            .bind(&i.state)
+            .bind(json_text(&i.traits))
+            .bind(json_text(&i.verifiable_addresses))
+            .bind(json_text(&i.recovery_addresses))
+            .bind(i.metadata_public.as_ref().map(json_text))
+            .bind(i.metadata_admin.as_ref().map(json_text))
+            .bind(i.external_id.clone())
+            .bind(i.state_changed_at)
+            .bind(i.updated_at)
+            .bind(i.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            mail::index_addresses(&mut tx, i).await?;
+            let existing: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM identity_credentials WHERE identity_id = $1 AND type = 'password'",
+            )
+            .bind(i.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let credential_id = match (existing, &password.config) {
+                (Some(id), Some(config)) => {
+                    sqlx::query(
+                        "UPDATE identity_credentials SET config = $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(json_text(config))
+                    .bind(i.updated_at)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    Some(id)
+                }
+                (Some(id), None) => Some(id),
+                (None, Some(config)) => {
+                    let id = Uuid::new_v4().to_string();
+                    sqlx::query(
+                        "INSERT INTO identity_credentials (id, identity_id, type, config, version, \
+                         created_at, updated_at) VALUES ($1, $2, 'password', $3, 0, $4, $5)",
+                    )
+                    .bind(&id)
+                    .bind(i.id.to_string())
+                    .bind(json_text(config))
+                    .bind(i.updated_at)
+                    .bind(i.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    Some(id)
+                }
+                (None, None) => None,
+            };
+            if let Some(credential_id) = credential_id {
+                sqlx::query("DELETE FROM identity_credential_identifiers WHERE credential_id = $1")
+                    .bind(&credential_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                for identifier in &password.identifiers {
+                    sqlx::query(
+                        "INSERT INTO identity_credential_identifiers (id, credential_id, type, \
+                         identifier, created_at) VALUES ($1, $2, 'password', $3, $4)",
+                    )
+                    .bind(Uuid::new_v4().to_string())
+                    .bind(&credential_id)
+                    .bind(identifier)
+                    .bind(i.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(true)
+        })
         .await
-        .map_err(db)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        mail::index_addresses(&mut tx, i).await?;
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM identity_credentials WHERE identity_id = $1 AND type = 'password'",
-        )
-        .bind(i.id.to_string())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let credential_id = match (existing, &password.config) {
-            (Some(id), Some(config)) => {
-                sqlx::query(
-                    "UPDATE identity_credentials SET config = $1, updated_at = $2 WHERE id = $3",
-                )
-                .bind(json_text(config))
-                .bind(i.updated_at)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                Some(id)
-            }
-            (Some(id), None) => Some(id),
-            (None, Some(config)) => {
-                let id = Uuid::new_v4().to_string();
-                sqlx::query(
-                    "INSERT INTO identity_credentials (id, identity_id, type, config, version, \
-                     created_at, updated_at) VALUES ($1, $2, 'password', $3, 0, $4, $5)",
-                )
-                .bind(&id)
-                .bind(i.id.to_string())
-                .bind(json_text(config))
-                .bind(i.updated_at)
-                .bind(i.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                Some(id)
-            }
-            (None, None) => None,
-        };
-        if let Some(credential_id) = credential_id {
-            sqlx::query("DELETE FROM identity_credential_identifiers WHERE credential_id = $1")
-                .bind(&credential_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            for identifier in &password.identifiers {
-                sqlx::query(
-                    "INSERT INTO identity_credential_identifiers (id, credential_id, type, \
-                     identifier, created_at) VALUES ($1, $2, 'password', $3, $4)",
-                )
-                .bind(Uuid::new_v4().to_string())
-                .bind(&credential_id)
-                .bind(identifier)
-                .bind(i.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(true)
     }
 
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM identities WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        self.changing(async {
+            let done = sqlx::query("DELETE FROM identities WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn update_password_config(
@@ -584,17 +670,20 @@ impl Store for SqlStore {
         config: &Value,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE identity_credentials SET config = $1, updated_at = $2 \
-             WHERE identity_id = $3 AND type = 'password'",
-        )
-        .bind(json_text(config))
-        .bind(now)
-        .bind(identity_id.to_string())
-        .execute(&self.pool)
+        self.changing(async {
+            sqlx::query(
+                "UPDATE identity_credentials SET config = $1, updated_at = $2 \
+                 WHERE identity_id = $3 AND type = 'password'",
+            )
+            .bind(json_text(config))
+            .bind(now)
+            .bind(identity_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(())
+        })
         .await
-        .map_err(db)?;
-        Ok(())
     }
 
     async fn session(
@@ -646,13 +735,16 @@ impl Store for SqlStore {
     }
 
     async fn revoke_session(&self, id: Uuid, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sessions SET active = 0, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        self.changing(async {
+            let done = sqlx::query("UPDATE sessions SET active = 0, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn revoke_identity_sessions(
@@ -661,26 +753,32 @@ impl Store for SqlStore {
         keep: Option<Uuid>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET active = 0, updated_at = $1 \
-             WHERE identity_id = $2 AND active = 1 AND expires_at > $1 AND id <> $3",
-        )
-        .bind(now)
-        .bind(identity_id.to_string())
-        .bind(keep.map(|k| k.to_string()).unwrap_or_default())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected())
-    }
-
-    async fn delete_identity_sessions(&self, identity_id: Uuid) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE identity_id = $1")
+        self.changing(async {
+            let done = sqlx::query(
+                "UPDATE sessions SET active = 0, updated_at = $1 \
+                 WHERE identity_id = $2 AND active = 1 AND expires_at > $1 AND id <> $3",
+            )
+            .bind(now)
             .bind(identity_id.to_string())
+            .bind(keep.map(|k| k.to_string()).unwrap_or_default())
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        Ok(done.rows_affected())
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn delete_identity_sessions(&self, identity_id: Uuid) -> Result<u64, StoreError> {
+        self.changing(async {
+            let done = sqlx::query("DELETE FROM sessions WHERE identity_id = $1")
+                .bind(identity_id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     async fn extend_session(
@@ -689,15 +787,18 @@ impl Store for SqlStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE sessions SET expires_at = $1, updated_at = $2 WHERE id = $3")
-                .bind(expires_at)
-                .bind(now)
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        self.changing(async {
+            let done =
+                sqlx::query("UPDATE sessions SET expires_at = $1, updated_at = $2 WHERE id = $3")
+                    .bind(expires_at)
+                    .bind(now)
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn set_logout_token(&self, session_id: Uuid, hash: &str) -> Result<(), StoreError> {
@@ -716,17 +817,20 @@ impl Store for SqlStore {
         logout_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET active = 0, logout_token_hash = NULL, updated_at = $1 \
-             WHERE id = $2 AND logout_token_hash = $3",
-        )
-        .bind(now)
-        .bind(session_id.to_string())
-        .bind(logout_hash)
-        .execute(&self.pool)
+        self.changing(async {
+            let done = sqlx::query(
+                "UPDATE sessions SET active = 0, logout_token_hash = NULL, updated_at = $1 \
+                 WHERE id = $2 AND logout_token_hash = $3",
+            )
+            .bind(now)
+            .bind(session_id.to_string())
+            .bind(logout_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
         .await
-        .map_err(db)?;
-        Ok(done.rows_affected() > 0)
     }
 
     async fn set_credential(
@@ -736,7 +840,10 @@ impl Store for SqlStore {
         config: Option<&Value>,
         now: i64,
     ) -> Result<(), StoreError> {
-        factors::set_credential(&self.pool, identity_id, kind, config, now).await
+        self.changing(async {
+            factors::set_credential(&self.pool, identity_id, kind, config, now).await
+        })
+        .await
     }
 
     async fn swap_credential_config(
@@ -747,7 +854,10 @@ impl Store for SqlStore {
         new: &Value,
         now: i64,
     ) -> Result<bool, StoreError> {
-        factors::swap_credential_config(&self.pool, identity_id, kind, old, new, now).await
+        self.changing(async {
+            factors::swap_credential_config(&self.pool, identity_id, kind, old, new, now).await
+        })
+        .await
     }
 
     async fn upgrade_session(
@@ -757,7 +867,10 @@ impl Store for SqlStore {
         methods: &Value,
         now: i64,
     ) -> Result<(), StoreError> {
-        factors::upgrade_session(&self.pool, session_id, aal, methods, now).await
+        self.changing(async {
+            factors::upgrade_session(&self.pool, session_id, aal, methods, now).await
+        })
+        .await
     }
 
     async fn set_flow_context(
@@ -778,7 +891,8 @@ impl Store for SqlStore {
         outbox: &Outbox,
         now: i64,
     ) -> Result<bool, StoreError> {
-        mail::update_flow_with_outbox(&self.pool, flow, outbox, now).await
+        self.changing(async { mail::update_flow_with_outbox(&self.pool, flow, outbox, now).await })
+            .await
     }
 
     async fn identity_id_by_address(
@@ -804,7 +918,8 @@ impl Store for SqlStore {
         verified: Option<&IdentityRecord>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        mail::redeem_code(&self.pool, code_id, flow, verified, now).await
+        self.changing(async { mail::redeem_code(&self.pool, code_id, flow, verified, now).await })
+            .await
     }
 
     async fn invalidate_flow(&self, flow_id: Uuid, now: i64) -> Result<(), StoreError> {
@@ -862,7 +977,8 @@ impl Store for SqlStore {
     }
 
     async fn backfill_addresses(&self, identity: &IdentityRecord) -> Result<bool, StoreError> {
-        backfill::apply(&self.pool, identity).await
+        self.changing(async { backfill::apply(&self.pool, identity).await })
+            .await
     }
 }
 
