@@ -49,14 +49,7 @@ async fn login(server: &TestServer, identifier: &str, password: &str) -> (u16, V
 }
 
 async fn whoami_status(server: &TestServer, token: &str) -> u16 {
-    api_client()
-        .get(server.url("/sessions/whoami"))
-        .header("X-Session-Token", token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    support::api_whoami(&server.public, token).await.0
 }
 
 async fn identity_crud(db: Db) {

@@ -60,25 +60,7 @@ async fn schema_server(failures: usize) -> (std::net::SocketAddr, Arc<AtomicUsiz
 }
 
 async fn register(server: &support::TestServer, traits: Value) -> (u16, Value) {
-    let flow: Value = api_client()
-        .get(server.url("/self-service/registration/api"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let response = api_client()
-        .post(flow["ui"]["action"].as_str().unwrap())
-        .json(
-            &json!({"method": "password", "password": "correct horse battery staple",
-            "traits": traits}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    support::api_register(&server.public, traits).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

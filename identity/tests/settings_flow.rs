@@ -10,24 +10,7 @@ const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "an entirely new passphrase";
 
 async fn register(server: &TestServer, email: &str) -> String {
-    let flow: Value = api_client()
-        .get(server.url("/self-service/registration/api"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body: Value = api_client()
-        .post(flow["ui"]["action"].as_str().unwrap())
-        .json(&json!({"method": "password", "password": PASSWORD, "traits": {"email": email}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["session_token"].as_str().unwrap().to_owned()
+    support::api_register_token(&server.public, email).await
 }
 
 async fn login_status(server: &TestServer, identifier: &str, password: &str) -> u16 {

@@ -25,6 +25,16 @@ async fn sql(server: &TestServer, statement: &str) {
     let _ = conn.close().await;
 }
 
+/// Turns the notifying trigger on `sessions` off (to make writes nobody hears of) or on.
+async fn session_trigger(server: &TestServer, on: bool) {
+    let mode = if on { "ENABLE" } else { "DISABLE" };
+    sql(
+        server,
+        &format!("ALTER TABLE sessions {mode} TRIGGER portcullis_whoami_changed"),
+    )
+    .await;
+}
+
 /// One value of `/metrics` on an admin base URL.
 async fn metric(admin: &str, name: &str) -> f64 {
     let text = api_client()
@@ -52,23 +62,8 @@ async fn wait_for_metric(admin: &str, name: &str, at_least: f64) {
 }
 
 async fn register(public: &str, email: &str) -> (String, String, String) {
-    let flow: Value = api_client()
-        .get(format!("{public}/self-service/registration/api"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body: Value = api_client()
-        .post(flow["ui"]["action"].as_str().unwrap())
-        .json(&json!({"method": "password", "password": "correct horse battery staple", "traits": {"email": email}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, body) = support::api_register(public, json!({"email": email})).await;
+    assert_eq!(status, 200, "{body}");
     (
         body["session_token"].as_str().unwrap().to_owned(),
         body["session"]["id"].as_str().unwrap().to_owned(),
@@ -76,22 +71,11 @@ async fn register(public: &str, email: &str) -> (String, String, String) {
     )
 }
 
-async fn whoami(public: &str, token: &str) -> (u16, Value) {
-    let r = api_client()
-        .get(format!("{public}/sessions/whoami"))
-        .header("X-Session-Token", token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Polls whoami on `public` until `done` holds for its answer.
 async fn wait_for_whoami(public: &str, token: &str, done: impl Fn(u16, &Value) -> bool) {
     let start = Instant::now();
     loop {
-        let (status, body) = whoami(public, token).await;
+        let (status, body) = support::api_whoami(public, token).await;
         if done(status, &body) {
             return;
         }
@@ -109,7 +93,7 @@ async fn until_cached(public: &str, admin: &str, token: &str) {
     let start = Instant::now();
     loop {
         let before = metric(admin, HITS).await;
-        assert_eq!(whoami(public, token).await.0, 200);
+        assert_eq!(support::api_whoami(public, token).await.0, 200);
         if metric(admin, HITS).await > before {
             return;
         }
@@ -141,19 +125,15 @@ async fn changes_reach_every_replica_cache() {
     until_cached(&server.public, &server.admin, &token).await;
 
     // The hazard the triggers exist for: a write they do not see is not seen by the cache.
-    sql(
-        &server,
-        "ALTER TABLE sessions DISABLE TRIGGER portcullis_whoami_changed",
-    )
-    .await;
+    session_trigger(&server, false).await;
     sql(&server, "UPDATE sessions SET active = 0").await;
-    assert_eq!(whoami(&server.public, &token).await.0, 200, "cached");
+    assert_eq!(
+        support::api_whoami(&server.public, &token).await.0,
+        200,
+        "cached"
+    );
     sql(&server, "UPDATE sessions SET active = 1").await;
-    sql(
-        &server,
-        "ALTER TABLE sessions ENABLE TRIGGER portcullis_whoami_changed",
-    )
-    .await;
+    session_trigger(&server, true).await;
 
     // An identity updated through the other replica: the first replica's cache hears of it.
     let updated = api_client()
@@ -177,7 +157,7 @@ async fn changes_reach_every_replica_cache() {
         .unwrap();
     assert!(revoked.status().is_success(), "{}", revoked.status());
     // On the replica that revoked it: at once.
-    assert_eq!(whoami(&replica_public, &token).await.0, 401);
+    assert_eq!(support::api_whoami(&replica_public, &token).await.0, 401);
     wait_for_whoami(&server.public, &token, |s, _| s == 401).await;
 
     // A change straight in SQL, by no replica at all.
@@ -207,11 +187,7 @@ async fn losing_the_notification_connection_empties_the_cache() {
     until_cached(&server.public, &server.admin, &token).await;
 
     // Writes nobody is told about, then the listening connection dies.
-    sql(
-        &server,
-        "ALTER TABLE sessions DISABLE TRIGGER portcullis_whoami_changed",
-    )
-    .await;
+    session_trigger(&server, false).await;
     sql(&server, "UPDATE sessions SET active = 0").await;
     let database = server.pg_database().expect("postgres").to_owned();
     sql(
@@ -225,7 +201,7 @@ async fn losing_the_notification_connection_empties_the_cache() {
     // It listens again, having forgotten everything it held.
     wait_for_metric(&server.admin, LISTENS, listens + 1.0).await;
     wait_for_metric(&server.admin, LIVE, 1.0).await;
-    assert_eq!(whoami(&server.public, &token).await.0, 401);
+    assert_eq!(support::api_whoami(&server.public, &token).await.0, 401);
     server.stop().await;
 }
 
@@ -248,15 +224,11 @@ async fn the_cache_can_be_turned_off() {
         .unwrap();
     assert!(!text.contains("whoami_cache"), "{text}");
     let (token, _, _) = register(&server.public, "di@example.com").await;
-    assert_eq!(whoami(&server.public, &token).await.0, 200);
-    sql(
-        &server,
-        "ALTER TABLE sessions DISABLE TRIGGER portcullis_whoami_changed",
-    )
-    .await;
+    assert_eq!(support::api_whoami(&server.public, &token).await.0, 200);
+    session_trigger(&server, false).await;
     sql(&server, "UPDATE sessions SET active = 0").await;
     assert_eq!(
-        whoami(&server.public, &token).await.0,
+        support::api_whoami(&server.public, &token).await.0,
         401,
         "read every time"
     );

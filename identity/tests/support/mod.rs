@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use portcullis_identity::config::Config;
 use portcullis_identity::server::{self, Running};
+use serde_json::{Value, json};
 use sqlx::Connection;
 
 /// Which database a test runs against.
@@ -204,4 +205,47 @@ pub fn browser_client() -> reqwest::Client {
         .cookie_store(true)
         .build()
         .expect("client")
+}
+
+/// The password every `api_register` identity gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Registers through the API flow at `public` (a public base URL) with the password method and
+/// [`PASSWORD`]: the submit's status and body.
+pub async fn api_register(public: &str, traits: Value) -> (u16, Value) {
+    let flow: Value = api_client()
+        .get(format!("{public}/self-service/registration/api"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let response = api_client()
+        .post(flow["ui"]["action"].as_str().unwrap())
+        .json(&json!({"method": "password", "password": PASSWORD, "traits": traits}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A session token of a new identity with this email (registration must succeed).
+pub async fn api_register_token(public: &str, email: &str) -> String {
+    let (status, body) = api_register(public, json!({"email": email})).await;
+    assert_eq!(status, 200, "{body}");
+    body["session_token"].as_str().unwrap().to_owned()
+}
+
+/// whoami with a session token at `public`: status and body (`Null` when not JSON).
+pub async fn api_whoami(public: &str, token: &str) -> (u16, Value) {
+    let response = api_client()
+        .get(format!("{public}/sessions/whoami"))
+        .header("X-Session-Token", token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
