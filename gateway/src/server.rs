@@ -132,6 +132,14 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
             tls: None,
         },
     ));
+    pipeline.await_proxy();
+    server.add_service(background_service(
+        "proxy probe",
+        ProxyProbe {
+            addr: probe_addr(&config.proxy.host, config.proxy.port),
+            pipeline: Arc::clone(&pipeline),
+        },
+    ));
     if let Some(remote) = remote_repositories {
         server.add_service(background_service("rule repositories", remote));
     }
@@ -143,6 +151,42 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
     }
     tracing::info!(proxy = %proxy_addr, api = %api_addr, "portcullis-gateway listening");
     server.run_forever()
+}
+
+/// Marks the pipeline's proxy port as accepting once a connection to it succeeds (Pingora
+/// binds it after this process's other listeners): until then `/health/ready` says 503.
+struct ProxyProbe {
+    addr: String,
+    pipeline: Arc<Pipeline>,
+}
+
+#[async_trait]
+impl BackgroundService for ProxyProbe {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut wait = Duration::from_millis(5);
+        loop {
+            if tokio::net::TcpStream::connect(&self.addr).await.is_ok() {
+                self.pipeline.proxy_accepting();
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Where this process reaches its own proxy port: the loopback address of the bound family
+/// when it listens on every address.
+fn probe_addr(host: &str, port: u16) -> String {
+    match host {
+        "" | "0.0.0.0" => format!("127.0.0.1:{port}"),
+        "::" | "[::]" => format!("[::1]:{port}"),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{port}"),
+        h => format!("{h}:{port}"),
+    }
 }
 
 /// An axum router on a pre-bound listener, run as a Pingora background service.

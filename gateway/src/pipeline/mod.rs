@@ -155,6 +155,8 @@ pub struct Pipeline {
     stream_received: std::sync::atomic::AtomicBool,
     /// URL repositories without a first good load, with their last error: not ready meanwhile.
     awaited: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// The proxy port is not accepting connections yet (set by the server until it does).
+    proxy_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Pipeline {
@@ -194,6 +196,7 @@ impl Pipeline {
             loaded: std::sync::atomic::AtomicBool::new(false),
             stream_received: std::sync::atomic::AtomicBool::new(false),
             awaited: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            proxy_pending: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -325,6 +328,20 @@ impl Pipeline {
         }
     }
 
+    /// Not ready until [`Pipeline::proxy_accepting`]: the proxy port is bound by Pingora after
+    /// the API port, and a ready gateway whose proxy port refuses connections would get traffic
+    /// it cannot take.
+    pub fn await_proxy(&self) {
+        self.proxy_pending
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The proxy port accepted a connection.
+    pub fn proxy_accepting(&self) {
+        self.proxy_pending
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     /// A repository awaited with [`Pipeline::await_repository`] had its first good load.
     pub fn repository_loaded(&self, name: &str) {
         if let Ok(mut awaited) = self.awaited.lock() {
@@ -341,6 +358,12 @@ impl Pipeline {
                 "access rule repository {name} has not been loaded: {why}"
             ));
         }
+        if self
+            .proxy_pending
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Some("the proxy port does not accept connections yet".to_owned());
+        }
         (!self.is_ready()).then(|| "no access rules are loaded".to_owned())
     }
 
@@ -351,6 +374,9 @@ impl Pipeline {
     /// repository has not loaded once: its rules would be missing.
     pub fn is_ready(&self) -> bool {
         self.awaited.lock().is_ok_and(|a| a.is_empty())
+            && !self
+                .proxy_pending
+                .load(std::sync::atomic::Ordering::Acquire)
             && self.loaded.load(std::sync::atomic::Ordering::Acquire)
             && (!self.snapshot.load().rules.is_empty()
                 || self
