@@ -304,6 +304,9 @@ def run_scenario(sc, work, duration, rounds, connections):
                         flag += "  cache " + ", ".join(f"{k} {n}" for k, n in sorted(res["cache_lookups"].items()))
                     print(f"round {r + 1}/{rounds} {v.name:44s} {res['rps']:9.0f} req/s  p99 {res['p99_ms'] or 0:7.2f} ms  "
                           f"{res['cpu_us_per_req'] or 0:7.1f} µs CPU/req{flag}", flush=True)
+                    if res["non_2xx"]:
+                        # Every variant should answer 200: denied requests measure the error path.
+                        raise RuntimeError(f"{v.name} answered {res['non_2xx']} non-2xx of {res['requests']} requests")
                 finally:
                     for p in reversed(v.procs):
                         p.stop()
@@ -604,6 +607,30 @@ mutators:
                     ["haproxy jwt_verify"])
 
 
+def register_browser_cookie(public):
+    """Registers through the browser flow (JSON, as a browser's script would) and returns the
+    signed `ory_kratos_session=…` cookie identity set (a bare session token is no cookie)."""
+    def cookies(response):
+        return [c.split(";", 1)[0] for c in response.headers.get_all("Set-Cookie") or []]
+
+    req = urllib.request.Request(f"{public}/self-service/registration/browser", headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        sent = cookies(r)
+        flow = json.loads(r.read())
+    csrf = next(n["attributes"]["value"] for n in flow["ui"]["nodes"] if n["attributes"].get("name") == "csrf_token")
+    body = {"method": "password", "password": "correct horse battery staple", "csrf_token": csrf,
+            "traits": {"email": f"{uuid.uuid4().hex}@bench.example"}}
+    req = urllib.request.Request(flow["ui"]["action"], data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Accept": "application/json",
+                                          "Cookie": "; ".join(sent)})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+        session = [c for c in cookies(r) if c.startswith("ory_kratos_session=")]
+    if not session:
+        raise RuntimeError("browser registration set no ory_kratos_session cookie")
+    return session[0]
+
+
 def register_user(public):
     def call(url, data=None):
         req = urllib.request.Request(url, data=json.dumps(data).encode() if data else None,
@@ -617,7 +644,7 @@ def register_user(public):
     return answer["session_token"]
 
 
-def identity_proc(env, dsn, name="identity"):
+def identity_proc(env, dsn, name="identity", extra_env=None):
     d = env.d
     (d / "identity.schema.json").write_text((ROOT / "identity/examples/local/identity.schema.json").read_text())
     cfg = d / "kratos.yml"
@@ -640,7 +667,7 @@ log: {{level: warn}}
     secrets = {"SECRETS_COOKIE": uuid.uuid4().hex + uuid.uuid4().hex, "SECRETS_CIPHER": uuid.uuid4().hex,
                "SECRETS_DEFAULT": uuid.uuid4().hex + uuid.uuid4().hex}
     return Proc(name, [str(env.release / "portcullis-identity"), "serve", "--dev", "-c", str(cfg)], cpu=LOAD_CPU,
-                env={"DSN": dsn, "LOG_LEVEL": "warn", **secrets},
+                env={"DSN": dsn, "LOG_LEVEL": "warn", **secrets, **(extra_env or {})},
                 ready_url=f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}/health/ready")
 
 
@@ -702,8 +729,8 @@ mutators:
                          ["portcullis pass-through"], background=[self.identity], aux="identity")
 
     def prepare(self):
-        token = register_user(f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}")
-        self.cookie_args += ["-H", f"Cookie: ory_kratos_session={token}"]
+        cookie = register_browser_cookie(f"http://127.0.0.1:{IDENTITY_PUBLIC_PORT}")
+        self.cookie_args += ["-H", f"Cookie: {cookie}"]
 
 
 def scenario_id_token(env):
@@ -839,12 +866,28 @@ def postgres_pids():
     return out
 
 
-def whoami_wrk(env, work, db, seconds, connections):
+def whoami_cache_counts():
+    """(hits, misses) of identity's whoami cache from its metrics; (None, None) when it has none."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{IDENTITY_ADMIN_PORT}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None, None
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("portcullis_identity_whoami_cache_lookups_total{"):
+            found["hit" if 'result="hit"' in line else "miss"] = int(float(line.rsplit(" ", 1)[1]))
+    return found.get("hit"), found.get("miss")
+
+
+def whoami_wrk(env, work, db, seconds, connections, cache=True):
     """GET /sessions/whoami with one session token, driven by wrk (one thread) against the
     identity binary, neither pinned: requests/s and the CPU µs per request of identity and of
-    PostgreSQL's processes (whose backends serve identity's pool)."""
+    PostgreSQL's processes (whose backends serve identity's pool). `cache=False` turns
+    identity's whoami cache off (PostgreSQL: every whoami is a query)."""
     def run(dsn):
-        ident = identity_proc(env, dsn, name=f"identity-whoami-{db}")
+        extra = {} if cache else {"PORTCULLIS_WHOAMI_CACHE_ENABLED": "false"}
+        ident = identity_proc(env, dsn, name=f"identity-whoami-{db}", extra_env=extra)
         ident.cpu = "0,1"
         ident.start(work)
         try:
@@ -855,13 +898,17 @@ def whoami_wrk(env, work, db, seconds, connections):
             pids = descendants(ident.proc.pid)
             la = loadavg()
             cpu0, pg0 = cpu_seconds(pids), {pid: cpu_seconds({pid}) for pid in postgres_pids()}
+            hits0, misses0 = whoami_cache_counts()
             out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *with_done(work, args), url],
                                  check=True, capture_output=True, text=True).stdout
             # Per process: backends that connected during the run count in full.
             cpu = cpu_seconds(pids) - cpu0
             pg_cpu = sum(cpu_seconds({pid}) - pg0.get(pid, 0) for pid in postgres_pids())
             res = parse_wrk(out)
+            hits1, misses1 = whoami_cache_counts()
             n = res["requests"] or 1
+            if hits0 is not None and hits1 is not None:
+                res.update(cache_hits=hits1 - hits0, cache_misses=misses1 - misses0)
             res.update(loadavg_before=la, identity_cpu_us_per_req=cpu / n * 1e6,
                        postgres_cpu_us_per_req=pg_cpu / n * 1e6 if db == "postgres" else None,
                        identity_peak_rss_kib=rss_kib(pids, "VmHWM"))
@@ -880,17 +927,23 @@ def run_identity_bench(env, work, release, quick, connections):
     seconds, conc = ("2", "64") if quick else ("6", "64")
     out = {}
     for db in ("postgres", "sqlite"):
-        print(f"\n== scenario 7: identity whoami under wrk, {db}", flush=True)
-        w = whoami_wrk(env, work, db, int(seconds), connections)
-        pg = f", PostgreSQL {w['postgres_cpu_us_per_req']:.1f}" if w["postgres_cpu_us_per_req"] is not None else ""
-        print(f"whoami (wrk, {connections} connections): {w['rps']:.0f} req/s, p99 {w['p99_ms'] or 0:.2f} ms, "
-              f"CPU µs/req identity {w['identity_cpu_us_per_req']:.1f}{pg}", flush=True)
+        variants = [("whoami_wrk", True)] + ([("whoami_wrk_nocache", False)] if db == "postgres" else [])
+        measured = {}
+        for key, cache in variants:
+            label = db if cache or db == "sqlite" else f"{db}, whoami cache off"
+            print(f"\n== scenario 7: identity whoami under wrk, {label}", flush=True)
+            w = whoami_wrk(env, work, db, int(seconds), connections, cache=cache)
+            pg = f", PostgreSQL {w['postgres_cpu_us_per_req']:.1f}" if w["postgres_cpu_us_per_req"] is not None else ""
+            hits = f", cache hits {w['cache_hits']} misses {w['cache_misses']}" if "cache_hits" in w else ", no cache"
+            print(f"whoami (wrk, {connections} connections): {w['rps']:.0f} req/s, p99 {w['p99_ms'] or 0:.2f} ms, "
+                  f"CPU µs/req identity {w['identity_cpu_us_per_req']:.1f}{pg}{hits}", flush=True)
+            measured[key] = w
         print(f"\n== scenario 7: identity bench {db}", flush=True)
         la = loadavg()
         text = subprocess.run([str(release / "examples" / "bench"), db, seconds, conc], check=True,
                               capture_output=True, text=True, cwd=ROOT, env={**os.environ, "LOG_LEVEL": "warn"}).stdout
         print(text, flush=True)
-        out[db] = {"loadavg_before": la, "output": text.strip(), "whoami_wrk": w}
+        out[db] = {"loadavg_before": la, "output": text.strip(), **measured}
     return out
 
 
@@ -980,12 +1033,16 @@ def main():
         lines += ["### Scenario 7: identity", "",
                   f"whoami driven by wrk (one thread, {args.connections} connections, one session token), "
                   "identity and PostgreSQL not pinned, PostgreSQL over loopback without TLS (`sslmode=disable`):", "",
-                  "| database | whoami req/s | p99 ms | identity CPU µs/req | PostgreSQL CPU µs/req | loadavg before |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+                  "| database | whoami req/s | p99 ms | identity CPU µs/req | PostgreSQL CPU µs/req | cache hits / misses | loadavg before |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
         for db, r in results["7"].items():
-            w = r["whoami_wrk"]
-            lines.append(f"| {db} | {w['rps']:.0f} | {fmt(w['p99_ms'], '.2f')} | {w['identity_cpu_us_per_req']:.1f} | "
-                         f"{fmt(w['postgres_cpu_us_per_req'], '.1f')} | {' '.join(w['loadavg_before'])} |")
+            for key, label in (("whoami_wrk", db), ("whoami_wrk_nocache", f"{db}, whoami cache off")):
+                if key not in r:
+                    continue
+                w = r[key]
+                cache = f"{w['cache_hits']} / {w['cache_misses']}" if "cache_hits" in w else "–"
+                lines.append(f"| {label} | {w['rps']:.0f} | {fmt(w['p99_ms'], '.2f')} | {w['identity_cpu_us_per_req']:.1f} | "
+                             f"{fmt(w['postgres_cpu_us_per_req'], '.1f')} | {cache} | {' '.join(w['loadavg_before'])} |")
         lines += ["", "identity/examples/bench.rs (load client in the same process as the server):", ""]
         for db, r in results["7"].items():
             lines += [f"{db}, loadavg before: {' '.join(r['loadavg_before'])}", "", "```", r["output"], "```", ""]
