@@ -43,6 +43,8 @@ pub struct Pattern {
     longest_literal: String,
     literals: Vec<String>,
     captures: bool,
+    /// The regex matches what follows `literal_prefix`, which is checked apart.
+    strip_prefix: bool,
 }
 
 impl Pattern {
@@ -67,8 +69,11 @@ impl Pattern {
             .unwrap_or_default();
         let mut regex = String::from("^");
         let mut inner_regexes = Vec::new();
-        for part in &parts {
+        for (i, part) in parts.iter().enumerate() {
             match (part, strategy) {
+                // The literal prefix goes into the regex only when it cannot be checked apart
+                // (decided below, once every part is known).
+                (Part::Literal(_), _) if i == 0 => {}
                 (Part::Literal(text), _) => regex.push_str(&regex::escape(text)),
                 (Part::Inner(inner), MatchingStrategy::Regexp) => {
                     // Each part must also compile on its own, as Oathkeeper requires.
@@ -92,6 +97,13 @@ impl Pattern {
             _ => false,
         };
         regex.push('$');
+        // Matching `^prefix(rest…)$` is `starts_with(prefix)` and `^(rest…)$` on what follows,
+        // unless some part looks behind where it starts: then the prefix stays in the regex.
+        // Without it the compiled regex is much smaller (each literal byte is a state).
+        let strip_prefix = inner_regexes.iter().all(|r| reads_only_forward(r));
+        if !strip_prefix && !literal_prefix.is_empty() {
+            regex.insert_str(1, &regex::escape(&literal_prefix));
+        }
         let regex = if prefix_then_anything {
             None
         } else {
@@ -99,6 +111,7 @@ impl Pattern {
         };
         Ok(Self {
             regex,
+            strip_prefix,
             literal_prefix,
             longest_literal,
             literals,
@@ -119,9 +132,22 @@ impl Pattern {
 
     /// Whether `url` matches, without extracting capture groups.
     pub fn is_match(&self, url: &str) -> Result<bool, EvalError> {
-        match &self.regex {
-            None => Ok(self.rest_after_prefix(url).is_some()),
-            Some(regex) => regex.is_match(url).map_err(|e| EvalError(e.to_string())),
+        match (&self.regex, self.regex_input(url)) {
+            (None, _) => Ok(self.rest_after_prefix(url).is_some()),
+            (Some(_), None) => Ok(false),
+            (Some(regex), Some(input)) => {
+                regex.is_match(input).map_err(|e| EvalError(e.to_string()))
+            }
+        }
+    }
+
+    /// What the regex runs on: the URL after the literal prefix (`None` when it does not start
+    /// with it), or the whole URL when the prefix is part of the regex.
+    fn regex_input<'u>(&self, url: &'u str) -> Option<&'u str> {
+        if self.strip_prefix {
+            url.strip_prefix(self.literal_prefix.as_str())
+        } else {
+            Some(url)
         }
     }
 
@@ -149,6 +175,9 @@ impl Pattern {
                 }
             }));
         };
+        let Some(url) = self.regex_input(url) else {
+            return Ok(None);
+        };
         if !self.captures {
             return match regex.is_match(url) {
                 Ok(true) => Ok(Some(Vec::new())),
@@ -167,6 +196,21 @@ impl Pattern {
             Err(e) => Err(EvalError(e.to_string())),
         }
     }
+}
+
+/// Whether a part's regex reads nothing before where it starts matching, so that running the
+/// pattern without its literal prefix means the same: no look-behind, no word boundary, no
+/// start anchor (a `^` only as a class negation). Conservative: a `\\b` or `(?<name>` also
+/// counts as looking behind.
+fn reads_only_forward(regex: &str) -> bool {
+    let bytes = regex.as_bytes();
+    ["(?<", "\\b", "\\B", "\\A", "\\<", "\\>"]
+        .iter()
+        .all(|s| !regex.contains(s))
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &c)| c != b'^' || (i > 0 && bytes[i - 1] == b'['))
 }
 
 fn compile_regex(regex: &str, part: &str) -> Result<fancy_regex::Regex, PatternError> {
@@ -306,6 +350,78 @@ mod tests {
             .ok()
             .and_then(|p| p.captures(url).ok().flatten())
             .is_some()
+    }
+
+    /// The regex a pattern stands for, prefix included, as Oathkeeper builds it.
+    fn whole_regex(source: &str, strategy: MatchingStrategy) -> fancy_regex::Regex {
+        let mut regex = String::from("^");
+        for part in split(source).unwrap() {
+            match (part, strategy) {
+                (Part::Literal(text), _) => regex.push_str(&regex::escape(text)),
+                (Part::Inner(inner), MatchingStrategy::Regexp) => {
+                    regex.push('(');
+                    regex.push_str(inner);
+                    regex.push(')');
+                }
+                (Part::Inner(inner), MatchingStrategy::Glob) => {
+                    regex.push_str(&glob_to_regex(inner).unwrap());
+                }
+            }
+        }
+        regex.push('$');
+        fancy_regex::Regex::new(&regex).unwrap()
+    }
+
+    #[test]
+    fn matching_after_the_prefix_agrees_with_the_whole_regex() {
+        let urls = [
+            "http://a/b/12",
+            "http://a/b/12/x",
+            "http://a/b/",
+            "http://a/b/admin",
+            "http://a/b/adminx",
+            "http://a/b/user",
+            "http://a/b/x/y",
+            "http://a/bx/y",
+            "http://a/b/b",
+            "http://a/b/\nq",
+            "http://x/b/12",
+            "",
+        ];
+        let cases = [
+            ("http://a/b/<[0-9]+>", MatchingStrategy::Regexp, true),
+            ("http://a/b/<(?!admin).*>", MatchingStrategy::Regexp, true),
+            ("http://a/b/<[^/]+>", MatchingStrategy::Regexp, true),
+            ("http://a/b/<[a-z]+>/<.*>", MatchingStrategy::Regexp, true),
+            ("http://a/b<.*>/<y|z>", MatchingStrategy::Regexp, true),
+            ("http://a/b/<*>", MatchingStrategy::Glob, true),
+            ("http://a/b/<{x,b}>", MatchingStrategy::Glob, true),
+            // These look before where they start: the prefix stays in the regex.
+            ("http://a/b<\\B/.*>", MatchingStrategy::Regexp, false),
+            ("http://a/b/<\\b.*>", MatchingStrategy::Regexp, false),
+            ("http://a/b/<(?:^|x).*>", MatchingStrategy::Regexp, false),
+        ];
+        for (source, strategy, stripped) in cases {
+            let pattern = Pattern::compile(source, strategy).unwrap();
+            assert_eq!(pattern.strip_prefix, stripped, "{source}");
+            let whole = whole_regex(source, strategy);
+            for url in urls {
+                assert_eq!(
+                    pattern.is_match(url).unwrap(),
+                    whole.is_match(url).unwrap(),
+                    "{source} {url:?}"
+                );
+                let expected = whole.captures(url).unwrap().map(|c| match strategy {
+                    MatchingStrategy::Regexp => c
+                        .iter()
+                        .skip(1)
+                        .map(|g| g.map(|m| m.as_str().to_owned()).unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                    MatchingStrategy::Glob => Vec::new(),
+                });
+                assert_eq!(pattern.captures(url).unwrap(), expected, "{source} {url:?}");
+            }
+        }
     }
 
     #[test]
