@@ -32,7 +32,7 @@ LOAD_CPU=1
 
 if [[ $BUILD == 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet -p portcullis-gateway -p portcullis-bench-floor \
-    ${FLOOR_FEATURES-"--features portcullis-bench-floor/mimalloc"})
+    ${FLOOR_FEATURES---features=portcullis-bench-floor/mimalloc})
 fi
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/portcullis-profile-run.XXXXXX)
