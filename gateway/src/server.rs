@@ -137,6 +137,7 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
         "proxy probe",
         ProxyProbe {
             addr: probe_addr(&config.proxy.host, config.proxy.port),
+            tls: config.proxy.tls.is_some(),
             pipeline: Arc::clone(&pipeline),
         },
     ));
@@ -154,10 +155,43 @@ pub fn serve(config_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Marks the pipeline's proxy port as accepting once a connection to it succeeds (Pingora
-/// binds it after this process's other listeners): until then `/health/ready` says 503.
+/// binds it after this process's other listeners): until then `/health/ready` says 503. On a
+/// TLS port the probe completes a handshake (certificate not checked: it only proves the port
+/// answers), since a bare connect-and-close makes Pingora log a failed handshake.
 struct ProxyProbe {
     addr: String,
+    tls: bool,
     pipeline: Arc<Pipeline>,
+}
+
+impl ProxyProbe {
+    async fn answers(&self) -> bool {
+        let Ok(tcp) = tokio::net::TcpStream::connect(&self.addr).await else {
+            return false;
+        };
+        if !self.tls {
+            return true;
+        }
+        let handshake = async {
+            use pingora::tls::ssl::{SslConnector, SslMethod, SslVerifyMode};
+            let mut builder = SslConnector::builder(SslMethod::tls()).ok()?;
+            builder.set_verify(SslVerifyMode::NONE);
+            let ssl = builder
+                .build()
+                .configure()
+                .ok()?
+                .verify_hostname(false)
+                .into_ssl("localhost")
+                .ok()?;
+            let mut stream = pingora::tls::tokio_ssl::SslStream::new(ssl, tcp).ok()?;
+            std::pin::Pin::new(&mut stream).connect().await.ok()?;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            Some(())
+        };
+        // The port is bound either way; only the log line depends on the handshake.
+        let _ = tokio::time::timeout(Duration::from_secs(5), handshake).await;
+        true
+    }
 }
 
 #[async_trait]
@@ -165,7 +199,7 @@ impl BackgroundService for ProxyProbe {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut wait = Duration::from_millis(5);
         loop {
-            if tokio::net::TcpStream::connect(&self.addr).await.is_ok() {
+            if self.answers().await {
                 self.pipeline.proxy_accepting();
                 return;
             }
