@@ -103,6 +103,48 @@ const RULES: &str = r#"
           X-Matched-Url: "{{ .MatchContext.URL.Scheme }}"
 "#;
 
+/// Starting with TLS on the proxy port logs no failed handshake: the readiness probe of the
+/// proxy port completes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_start_logs_no_failed_handshake() {
+    let pki = pki();
+    let upstream = start_upstream().await;
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (cert_path, key_path) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::write(&cert_path, &pki.chain).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_path, &pki.key).unwrap_or_else(|e| panic!("{e}"));
+    let (cert_path, key_path) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let env = [
+        ("SERVE_PROXY_TLS_CERT_PATH", cert_path.as_str()),
+        ("SERVE_PROXY_TLS_KEY_PATH", key_path.as_str()),
+    ];
+    let client = trusting(&pki);
+    let mut gw = Gateway::start_with_schemes(
+        &handlers_yaml("http://127.0.0.1:9/unused"),
+        &RULES.replace("UPSTREAM", &upstream),
+        &env,
+        ("https", "http"),
+        &client,
+    )
+    .await;
+    eventually("the gateway to be ready", || {
+        let (client, url) = (client.clone(), format!("{}/health/ready", gw.api));
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    let stderr = gw.terminate_and_read_stderr();
+    assert!(!stderr.to_lowercase().contains("handshake"), "{stderr}");
+}
+
 /// The proxy serves HTTPS from PEM files and the API from base64 PEM (both through Ory-style
 /// environment keys); rules see the `https` scheme; plain HTTP is not served on either port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

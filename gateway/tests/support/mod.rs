@@ -331,6 +331,16 @@ impl Gateway {
             .status();
         self.child.wait().unwrap_or_else(|e| panic!("wait: {e}"))
     }
+
+    /// [`Gateway::terminate`], then everything the gateway wrote to stderr.
+    pub fn terminate_and_read_stderr(&mut self) -> String {
+        self.terminate();
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        stderr
+    }
 }
 
 impl Drop for Gateway {
