@@ -61,6 +61,20 @@ fn certificate(
     build().unwrap_or_else(|e| panic!("certificate {name}: {e}"))
 }
 
+/// The server chain and key of `pki` written to `tls.crt` and `tls.key` in a new directory
+/// (kept while the returned guard lives): the directory and both paths.
+fn pki_files(pki: &Pki) -> (tempfile::TempDir, String, String) {
+    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (cert_path, key_path) = (files.path().join("tls.crt"), files.path().join("tls.key"));
+    std::fs::write(&cert_path, &pki.chain).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_path, &pki.key).unwrap_or_else(|e| panic!("{e}"));
+    let (cert_path, key_path) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    (files, cert_path, key_path)
+}
+
 fn pki() -> Pki {
     let ec = || PKey::ec_gen("prime256v1").unwrap_or_else(|e| panic!("key: {e}"));
     let (ca_key, server_key) = (ec(), ec());
@@ -109,14 +123,7 @@ const RULES: &str = r#"
 async fn a_tls_start_logs_no_failed_handshake() {
     let pki = pki();
     let upstream = start_upstream().await;
-    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let (cert_path, key_path) = (files.path().join("tls.crt"), files.path().join("tls.key"));
-    std::fs::write(&cert_path, &pki.chain).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(&key_path, &pki.key).unwrap_or_else(|e| panic!("{e}"));
-    let (cert_path, key_path) = (
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-    );
+    let (_files, cert_path, key_path) = pki_files(&pki);
     let env = [
         ("SERVE_PROXY_TLS_CERT_PATH", cert_path.as_str()),
         ("SERVE_PROXY_TLS_KEY_PATH", key_path.as_str()),
@@ -151,16 +158,9 @@ async fn a_tls_start_logs_no_failed_handshake() {
 async fn proxy_and_api_serve_https() {
     let pki = pki();
     let upstream = start_upstream().await;
-    let files = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let (cert_path, key_path) = (files.path().join("tls.crt"), files.path().join("tls.key"));
-    std::fs::write(&cert_path, &pki.chain).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(&key_path, &pki.key).unwrap_or_else(|e| panic!("{e}"));
+    let (_files, cert_path, key_path) = pki_files(&pki);
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let (cert_b64, key_b64) = (b64(&pki.chain), b64(&pki.key));
-    let (cert_path, key_path) = (
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-    );
     let env = [
         ("SERVE_PROXY_TLS_CERT_PATH", cert_path.as_str()),
         ("SERVE_PROXY_TLS_KEY_PATH", key_path.as_str()),

@@ -105,14 +105,18 @@ const HITS: &str = "portcullis_identity_whoami_cache_lookups_total{result=\"hit\
 const LIVE: &str = "portcullis_identity_whoami_cache_live";
 const LISTENS: &str = "portcullis_identity_whoami_cache_listens_total";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_reach_every_replica_cache() {
-    let Some(server) = support::start(Db::Postgres, |c| {
-        // Nothing may expire on its own in this test: only notifications evict.
+/// A server on PostgreSQL whose cache entries never expire within a test: only notifications
+/// and writes evict. `None` when PostgreSQL is unreachable outside CI.
+async fn start_without_expiry() -> Option<TestServer> {
+    support::start(Db::Postgres, |c| {
         c.portcullis.whoami_cache.max_age = "1h".to_owned();
     })
     .await
-    else {
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_every_replica_cache() {
+    let Some(server) = start_without_expiry().await else {
         return;
     };
     let replica = server.replica().await;
@@ -174,11 +178,7 @@ async fn changes_reach_every_replica_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_notification_connection_empties_the_cache() {
-    let Some(server) = support::start(Db::Postgres, |c| {
-        c.portcullis.whoami_cache.max_age = "1h".to_owned();
-    })
-    .await
-    else {
+    let Some(server) = start_without_expiry().await else {
         return;
     };
     wait_for_metric(&server.admin, LIVE, 1.0).await;

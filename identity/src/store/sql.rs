@@ -300,26 +300,17 @@ impl Store for SqlStore {
         outbox: &Outbox,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO identities (id, schema_id, state, traits, verifiable_addresses, \
              recovery_addresses, metadata_public, metadata_admin, external_id, state_changed_at, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(i.id.to_string())
-        .bind(&i.schema_id)
-        .bind(&i.state)
-        .bind(json_text(&i.traits))
-        .bind(json_text(&i.verifiable_addresses))
-        .bind(json_text(&i.recovery_addresses))
-        .bind(i.metadata_public.as_ref().map(json_text))
-        .bind(i.metadata_admin.as_ref().map(json_text))
-        .bind(i.external_id.clone())
-        .bind(i.state_changed_at)
-        .bind(i.created_at)
-        .bind(i.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        );
+        bind_identity_fields(query.bind(i.id.to_string()), i)
+            .bind(i.created_at)
+            .bind(i.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         for c in credentials {
             let credential_id = Uuid::new_v4().to_string();
             sqlx::query(
@@ -563,21 +554,13 @@ impl Store for SqlStore {
     ) -> Result<bool, StoreError> {
         self.changing(async {
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let done = sqlx::query(
+            let query = sqlx::query(
                 "UPDATE identities SET schema_id = $1, state = $2, traits = $3, \
                  verifiable_addresses = $4, recovery_addresses = $5, metadata_public = $6, \
                  metadata_admin = $7, external_id = $8, state_changed_at = $9, updated_at = $10 \
                  WHERE id = $11",
-            )
-            .bind(&i.schema_id)
-            .bind(&i.state)
-            .bind(json_text(&i.traits))
-            .bind(json_text(&i.verifiable_addresses))
-            .bind(json_text(&i.recovery_addresses))
-            .bind(i.metadata_public.as_ref().map(json_text))
-            .bind(i.metadata_admin.as_ref().map(json_text))
-            .bind(i.external_id.clone())
-            .bind(i.state_changed_at)
+            );
+            let done = bind_identity_fields(query, i)
             .bind(i.updated_at)
             .bind(i.id.to_string())
             .execute(&mut *tx)
@@ -1003,6 +986,24 @@ fn bind_session_filter<'q>(
         })
         .bind(filter.now)
         .bind(filter.except.map(|i| i.to_string()).unwrap_or_default())
+}
+
+/// Binds an identity's fields in the order both the insert and the update list them:
+/// `schema_id` through `state_changed_at`.
+fn bind_identity_fields<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    i: &'q IdentityRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&i.schema_id)
+        .bind(&i.state)
+        .bind(json_text(&i.traits))
+        .bind(json_text(&i.verifiable_addresses))
+        .bind(json_text(&i.recovery_addresses))
+        .bind(i.metadata_public.as_ref().map(json_text))
+        .bind(i.metadata_admin.as_ref().map(json_text))
+        .bind(i.external_id.clone())
+        .bind(i.state_changed_at)
 }
 
 /// How long a request may wait for a database connection, pooled or direct.
