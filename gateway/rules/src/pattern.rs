@@ -38,7 +38,7 @@ pub struct Pattern {
     /// literal and has no newline after it (`.` does not match `\n`), and the one group is the
     /// rest. Decided without a regex, and without holding one: a compiled `^literal(.*)$` takes
     /// tens of KiB per rule (Unicode `.`).
-    regex: Option<fancy_regex::Regex>,
+    regex: Option<std::sync::Arc<fancy_regex::Regex>>,
     literal_prefix: String,
     longest_literal: String,
     literals: Vec<String>,
@@ -111,7 +111,7 @@ impl Pattern {
         let regex = if prefix_then_anything {
             None
         } else {
-            Some(compile_regex(&regex, source)?)
+            Some(shared_regex(&regex, source)?)
         };
         Ok(Self {
             regex,
@@ -215,6 +215,36 @@ fn reads_only_forward(regex: &str) -> bool {
             .iter()
             .enumerate()
             .all(|(i, &c)| c != b'^' || (i > 0 && bytes[i - 1] == b'['))
+}
+
+/// One compiled regex per distinct source, shared by every pattern that needs it: one-part
+/// patterns without their prefix repeat a lot (`<[0-9]+>`, `<[^/]+>`, `<(?!admin).*>`), and a
+/// compiled regex takes tens of KiB. Entries are weak: a regex is freed with the last rule
+/// holding it.
+fn shared_regex(
+    regex: &str,
+    part: &str,
+) -> Result<std::sync::Arc<fancy_regex::Regex>, PatternError> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, Weak};
+    static SHARED: LazyLock<Mutex<HashMap<String, Weak<fancy_regex::Regex>>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    if let Some(found) = SHARED
+        .lock()
+        .ok()
+        .and_then(|shared| shared.get(regex).and_then(Weak::upgrade))
+    {
+        return Ok(found);
+    }
+    let compiled = Arc::new(compile_regex(regex, part)?);
+    if let Ok(mut shared) = SHARED.lock() {
+        // Forget the regexes no rule holds any more, now and then.
+        if shared.len() >= 1024 && shared.len().is_power_of_two() {
+            shared.retain(|_, weak| weak.strong_count() > 0);
+        }
+        shared.insert(regex.to_owned(), Arc::downgrade(&compiled));
+    }
+    Ok(compiled)
 }
 
 fn compile_regex(regex: &str, part: &str) -> Result<fancy_regex::Regex, PatternError> {
@@ -374,6 +404,16 @@ mod tests {
         }
         regex.push('$');
         fancy_regex::Regex::new(&regex).unwrap()
+    }
+
+    #[test]
+    fn patterns_with_the_same_regex_share_it() {
+        let a = Pattern::compile("http://a/x/<[0-9]+>", MatchingStrategy::Regexp).unwrap();
+        let b = Pattern::compile("http://b/y/<[0-9]+>", MatchingStrategy::Regexp).unwrap();
+        let c = Pattern::compile("http://b/y/<[a-z]+>", MatchingStrategy::Regexp).unwrap();
+        let (a, b, c) = (a.regex.unwrap(), b.regex.unwrap(), c.regex.unwrap());
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert!(!std::sync::Arc::ptr_eq(&a, &c));
     }
 
     #[test]
