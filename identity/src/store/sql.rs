@@ -158,18 +158,14 @@ impl SqlStore {
         self
     }
 
-    /// Called after every write that may change what whoami answers: this replica's cache
-    /// forgets everything before the write's caller hears back.
-    fn changed(&self) {
+    /// Awaits a write that may change what whoami answers, then empties this replica's cache
+    /// before the write's caller hears back (also when the write failed: it may have
+    /// committed).
+    async fn changing<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let result = write.await;
         if let Some(cache) = &self.cache {
             cache.clear();
         }
-    }
-
-    /// Awaits a write, then [`SqlStore::changed`] (also when it failed: it may have committed).
-    async fn changing<T>(&self, write: impl std::future::Future<Output = T>) -> T {
-        let result = write.await;
-        self.changed();
         result
     }
 
