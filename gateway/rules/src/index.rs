@@ -23,7 +23,11 @@ pub struct RuleSet {
     strategy: MatchingStrategy,
     rules: Vec<Arc<Rule>>,
     compiled: Vec<Compiled>,
+    /// The prefix trie while rules are indexed (one node per byte); emptied by `finish`.
     trie: Vec<TrieNode>,
+    /// The same trie with chains of rule-less single-child nodes merged into one edge: what
+    /// requests walk (a `http://host:port/` prefix is one comparison, not a node per byte).
+    radix: Vec<RadixNode>,
     floating: Floating,
 }
 
@@ -85,6 +89,49 @@ struct Compiled {
 struct TrieNode {
     children: Vec<(u8, u32)>,
     rules: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct RadixNode {
+    /// The bytes on the edge from the parent (empty for the root).
+    label: Box<[u8]>,
+    /// Children by the first byte of their label.
+    children: Vec<(u8, u32)>,
+    rules: Vec<u32>,
+}
+
+/// Merges every chain of nodes without rules and with one child into its parent's edge. A node
+/// with rules, or where prefixes branch, stays a node: a walk along a URL visits exactly the
+/// nodes with rules that the byte trie's walk visits.
+fn compress(trie: &[TrieNode]) -> Vec<RadixNode> {
+    let Some(root) = trie.first() else {
+        return Vec::new();
+    };
+    let mut radix = vec![RadixNode {
+        rules: root.rules.clone(),
+        ..RadixNode::default()
+    }];
+    let mut pending = vec![(0usize, 0usize)];
+    while let Some((from, into)) = pending.pop() {
+        for &(byte, child) in &trie[from].children {
+            let mut label = vec![byte];
+            let mut node = child as usize;
+            while trie[node].rules.is_empty() && trie[node].children.len() == 1 {
+                let (next_byte, next) = trie[node].children[0];
+                label.push(next_byte);
+                node = next as usize;
+            }
+            let index = radix.len();
+            radix.push(RadixNode {
+                label: label.into_boxed_slice(),
+                children: Vec::new(),
+                rules: trie[node].rules.clone(),
+            });
+            radix[into].children.push((byte, index as u32));
+            pending.push((node, index));
+        }
+    }
+    radix
 }
 
 /// The one rule that matched, with its capture groups.
@@ -221,6 +268,8 @@ impl RuleSet {
     }
 
     fn finish(&mut self) {
+        self.radix = compress(&self.trie);
+        self.trie = Vec::new();
         if self.floating.literals.is_empty() {
             return;
         }
@@ -344,16 +393,22 @@ impl RuleSet {
         let mut node = 0usize;
         let bytes = url.as_bytes();
         let mut depth = 0usize;
-        while let Some(current) = self.trie.get(node) {
+        while let Some(current) = self.radix.get(node) {
             for &index in &current.rules {
                 check(index)?;
             }
             let Some(&byte) = bytes.get(depth) else { break };
-            match current.children.iter().find(|(b, _)| *b == byte) {
-                Some((_, child)) => node = *child as usize,
-                None => break,
+            let Some(&(_, child)) = current.children.iter().find(|(b, _)| *b == byte) else {
+                break;
+            };
+            let Some(next) = self.radix.get(child as usize) else {
+                break;
+            };
+            if !bytes[depth..].starts_with(&next.label) {
+                break;
             }
-            depth += 1;
+            depth += next.label.len();
+            node = child as usize;
         }
         if let Some(automaton) = &self.floating.automaton {
             let mut literals: Vec<usize> = automaton
@@ -530,6 +585,48 @@ mod tests {
         assert_eq!(rules.find("DELETE", "http://h/dup/dup/x")?.rule.id, "twice");
         assert_eq!(
             rules.find("GET", "http://c.example/").map(|_| ()),
+            Err(MatchError::NotFound)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn nested_and_branching_prefixes_are_walked_like_the_byte_trie() -> Result<(), MatchError> {
+        // Prefixes nest (`/a` inside `/api`), branch mid-edge (`/api/v1` vs `/api/v2`) and
+        // end where another continues: the merged edges must find every rule whose prefix the
+        // URL starts with, and no other.
+        let rules = set(
+            vec![
+                rule("api-v1", "http://h/api/v1/<.*>", &["GET"]),
+                rule("api-v2", "http://h/api/v2/<.*>", &["GET"]),
+                rule("apix", "http://h/apix<.*>", &["GET"]),
+                rule("a-exact", "http://h/a", &["GET"]),
+                rule("other-host", "http://other/<.*>", &["GET"]),
+            ],
+            MatchingStrategy::Regexp,
+        );
+        for (url, expected) in [
+            ("http://h/api/v1/users", Some("api-v1")),
+            ("http://h/api/v2/", Some("api-v2")),
+            ("http://h/apixyz", Some("apix")),
+            ("http://h/a", Some("a-exact")),
+            ("http://other/x", Some("other-host")),
+            ("http://h/api/v3/x", None),
+            ("http://h/api/v", None),
+            ("http://h/ap", None),
+            ("http://h", None),
+            ("http://othe", None),
+            ("", None),
+        ] {
+            match rules.find("GET", url) {
+                Ok(found) => assert_eq!(Some(found.rule.id.as_str()), expected, "{url}"),
+                Err(MatchError::NotFound) => assert_eq!(None, expected, "{url}"),
+                Err(e) => return Err(e),
+            }
+        }
+        // A URL that is a prefix of a longer edge stops inside it without reading past the end.
+        assert_eq!(
+            rules.find("GET", "http://h/api/v1").map(|_| ()),
             Err(MatchError::NotFound)
         );
         Ok(())
