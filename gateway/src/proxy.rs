@@ -24,7 +24,7 @@ use portcullis_rules::Rule;
 use crate::config::{GatewayConfig, ProxyTimeouts};
 use crate::pipeline::error::{ErrorResponse, PipelineError, json_response};
 use crate::pipeline::session::RequestInfo;
-use crate::pipeline::{Pipeline, Refusal};
+use crate::pipeline::{Matched, Pipeline, Refusal};
 use crate::upstream::Target;
 
 const FORWARDED_HEADERS: &[&str] = &[
@@ -118,15 +118,28 @@ fn load_headers(session: &Session, req: &mut RequestInfo) {
 /// Whether `clean_path(decode_path(path)) == path`: rooted, no `%`, no empty, `.` or `..`
 /// segment, no trailing slash (except `/` itself).
 fn path_is_clean(path: &str) -> bool {
-    if path == "/" {
+    let bytes = path.as_bytes();
+    if bytes == b"/" {
         return true;
     }
-    if !path.starts_with('/') || path.ends_with('/') || path.contains('%') {
+    if bytes.first() != Some(&b'/') || bytes.last() == Some(&b'/') {
         return false;
     }
-    path[1..]
-        .split('/')
-        .all(|segment| !matches!(segment, "" | "." | ".."))
+    // One pass: each segment starts after a `/`; none may be empty, `.` or `..`.
+    let mut segment_start = 1;
+    for (i, &byte) in bytes.iter().enumerate().skip(1) {
+        match byte {
+            b'%' => return false,
+            b'/' => {
+                if matches!(&bytes[segment_start..i], b"" | b"." | b"..") {
+                    return false;
+                }
+                segment_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    !matches!(&bytes[segment_start..], b"" | b"." | b"..")
 }
 
 /// Largest body the proxy buffers for the `remote` authorizer (Pingora's retry buffer, which
@@ -195,22 +208,224 @@ async fn respond(session: &mut Session, response: &ErrorResponse) -> Result<()> 
     Ok(())
 }
 
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
+/// The client's `Host` as a header value (shared, not copied), for `X-Forwarded-Host`.
+fn client_host_value(client: &RequestHeader) -> http::HeaderValue {
+    match client.headers.get(http::header::HOST) {
+        Some(value) => value.clone(),
+        None => http::HeaderValue::from_str(client_host(client))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("")),
+    }
+}
+
+/// What the upstream request learns about the client connection.
+struct Forwarded {
+    /// `serve.proxy.trust_forwarded_headers`: extend the client's `X-Forwarded-*` instead of
+    /// replacing them.
+    trusted: bool,
+    client_ip: Option<std::net::IpAddr>,
+    client_host: http::HeaderValue,
+    scheme: &'static str,
+}
+
+/// The request target as [`RequestHeader::raw_path`] renders it from the URI alone.
+fn uri_target(uri: &http::Uri) -> &[u8] {
+    uri.path_and_query()
+        .map(|p| p.as_str().as_bytes())
+        .or_else(|| uri.authority().map(|a| a.as_str().as_bytes()))
+        .unwrap_or_default()
+}
+
+/// Edits the header map of `req` in place (and sets `uri`, when given).
+///
+/// Pingora's `RequestHeader` only offers `insert_header`/`remove_header`, which parse every name
+/// again, copy custom names and keep a second, case-preserving map in step: about 1 400
+/// instructions for each header a pass-through request gets (`Host`, `X-Forwarded-*`). Here the
+/// request is taken apart into `http::request::Parts`, its `HeaderMap` edited directly with
+/// prebuilt names, and the request put together again without the case map. Header names then
+/// reach the upstream in lower case, apart from the well-known ones Pingora writes titled (`Host`,
+/// `Content-Type`, `Content-Length`, ...), as Envoy sends them on HTTP/1 and every HTTP/2 hop
+/// does; names are case-insensitive (RFC 9110 §5.1), and Oathkeeper itself forwards Go's
+/// canonical forms, not the client's spelling. A request target the URI does not reproduce
+/// (absolute-form, not UTF-8) is kept as it was, and so is HTTP/2's end-of-stream flag.
+fn edit_headers(
+    req: &mut RequestHeader,
+    uri: Option<http::Uri>,
+    edit: impl FnOnce(&mut http::HeaderMap) -> Result<()>,
+) -> Result<()> {
+    let raw = match uri {
+        None if !req.raw_path_is_utf8() || req.raw_path() != uri_target(&req.uri) => {
+            Some(req.raw_path().to_vec())
+        }
+        _ => None,
+    };
+    let send_end_stream = req.send_end_stream();
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(req, placeholder));
+    if let Some(uri) = uri {
+        parts.uri = uri;
+    }
+    let edited = edit(&mut parts.headers);
+    let mut rebuilt = RequestHeader::from(parts);
+    if let Some(raw) = raw {
+        rebuilt.set_raw_path(&raw)?;
+    }
+    if let Some(end_stream) = send_end_stream {
+        rebuilt.set_send_end_stream(end_stream);
+    }
+    *req = rebuilt;
+    edited
+}
+
+/// The upstream request's headers: the upstream's `Host` (unless `preserve_host`), the client's
+/// forwarded headers removed unless trusted, `X-Forwarded-For/Host/Proto`, then the session
+/// headers the mutators set (overwriting client values).
+fn rewrite_headers(
+    headers: &mut http::HeaderMap,
+    upstream_host: Option<http::HeaderValue>,
+    forwarded: &Forwarded,
+    session_headers: &[(String, String)],
+) -> Result<()> {
+    // One growth of the (cloned, full) map for everything added below; a failure here only
+    // means the inserts grow it themselves.
+    let _ = headers.try_reserve(4 + session_headers.len());
+    if let Some(host) = upstream_host {
+        headers.insert(http::header::HOST, host);
+    }
+    let trusted = forwarded.trusted;
+    // One pass over the (few) header names instead of a lookup per forwarded header.
+    if !trusted
+        && headers
+            .keys()
+            .any(|name| FORWARDED_HEADERS.contains(&name.as_str()))
+    {
+        for name in FORWARDED_HEADERS {
+            headers.remove(*name);
+        }
+    }
+    let previous_for = if trusted {
+        headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+    } else {
+        None
+    };
+    let forwarded_for = match (previous_for, forwarded.client_ip) {
+        (Some(prev), Some(ip)) => Some(format!("{prev}, {ip}")),
+        (_, Some(std::net::IpAddr::V4(ip))) => Some(ipv4_text(ip)),
+        (_, Some(ip)) => Some(ip.to_string()),
+        (_, None) => None,
+    };
+    if let Some(value) = forwarded_for {
+        let value = http::HeaderValue::try_from(value).map_err(|_| {
+            Error::explain(ErrorType::HTTPStatus(500), "invalid X-Forwarded-For value")
+        })?;
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    // Untrusted forwarded headers were removed above: no lookup needed then.
+    if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        headers.insert(X_FORWARDED_HOST.clone(), forwarded.client_host.clone());
+    }
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            http::HeaderValue::from_static(forwarded.scheme),
+        );
+    }
+    for (name, value) in session_headers {
+        let invalid = || {
+            Error::explain(
+                ErrorType::HTTPStatus(500),
+                format!("mutator header {name:?} is not a valid header"),
+            )
+        };
+        let header_name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let header_value = http::HeaderValue::from_str(value).map_err(|_| invalid())?;
+        headers.insert(header_name, header_value);
+    }
+    Ok(())
+}
+
+/// How [`GatewayProxy::lookup`] found the request's rule.
+enum Lookup {
+    /// A pass-through rule: the request goes upstream as it is.
+    PassThrough(Arc<Rule>, Target),
+    /// Any other rule: its handlers run ([`Pipeline::run`]).
+    Matched(Matched),
+    /// No rule, several, or a rule that could not be evaluated.
+    Refused(Refusal),
+}
+
+thread_local! {
+    /// The match URL of the request being looked up on this thread (a reused buffer).
+    static MATCH_URL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Capacity above which the match-URL buffer is given back after a request.
+const MATCH_URL_KEPT: usize = 4096;
+
 impl GatewayProxy {
     /// `https` when trusted `X-Forwarded-Proto` says so, or the proxy port serves TLS.
     fn scheme(&self, header: &RequestHeader) -> &'static str {
-        let forwarded = header
-            .headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty());
+        // Untrusted, the client's `X-Forwarded-Proto` is never read: no lookup.
+        let forwarded = if self.trust_forwarded_headers {
+            header
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+        } else {
+            None
+        };
         match forwarded {
-            Some(proto) if self.trust_forwarded_headers && proto.eq_ignore_ascii_case("https") => {
-                "https"
-            }
-            Some(_) if self.trust_forwarded_headers => "http",
-            _ if self.tls => "https",
-            _ => "http",
+            Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+            Some(_) => "http",
+            None if self.tls => "https",
+            None => "http",
         }
+    }
+
+    /// Finds the request's rule. A pass-through rule is answered here, from the request header
+    /// as Pingora parsed it, with the match URL in a reused buffer: nothing is copied from the
+    /// request. Any other rule is handed on with its own copy of the URL.
+    fn lookup(&self, session: &Session, scheme: &'static str) -> Lookup {
+        let header = session.req_header();
+        let raw_path = header.uri.path();
+        let verbatim = path_is_clean(raw_path);
+        let cleaned;
+        let path = if verbatim {
+            raw_path
+        } else {
+            cleaned =
+                portcullis_rules::path::clean_path(&portcullis_rules::path::decode_path(raw_path));
+            cleaned.as_str()
+        };
+        MATCH_URL.with_borrow_mut(|url| {
+            url.clear();
+            portcullis_rules::path::push_match_url(url, scheme, client_host(header), path);
+            let lookup = match self.pipeline.find(header.method.as_str(), url) {
+                Err(refusal) => Lookup::Refused(refusal),
+                Ok(found) => match found.pass_through() {
+                    Some((rule, upstream)) => Lookup::PassThrough(
+                        Arc::clone(rule),
+                        Target::pass_through(
+                            rule,
+                            upstream,
+                            path,
+                            verbatim && header.uri.authority().is_none(),
+                            header.uri.query(),
+                        ),
+                    ),
+                    None => Lookup::Matched(found.into_matched(url.clone())),
+                },
+            };
+            // One very long URL does not keep its buffer for the life of the thread.
+            if url.capacity() > MATCH_URL_KEPT {
+                *url = String::new();
+            }
+            lookup
+        })
     }
 
     /// Runs the pipeline, reading the body first for handlers that need it.
@@ -218,8 +433,8 @@ impl GatewayProxy {
         &self,
         session: &mut Session,
         req: &mut RequestInfo,
+        matched: Matched,
     ) -> std::result::Result<crate::pipeline::Decision, Refusal> {
-        let matched = self.pipeline.match_request(req)?;
         if matched.is_pass_through() {
             return self.pipeline.run(matched, req).await;
         }
@@ -310,8 +525,22 @@ impl ProxyHttp for GatewayProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let started = std::time::Instant::now();
         ctx.scheme = self.scheme(session.req_header());
+        let matched = match self.lookup(session, ctx.scheme) {
+            Lookup::PassThrough(rule, target) => {
+                ctx.decided_in = started.elapsed();
+                ctx.rule = Some(rule);
+                ctx.target = Some(target);
+                self.apply_timeouts(session);
+                return Ok(false);
+            }
+            Lookup::Matched(matched) => Ok(matched),
+            Lookup::Refused(refusal) => Err(refusal),
+        };
         let mut req = request_info(session, ctx.scheme);
-        let decided = self.decide(session, &mut req).await;
+        let decided = match matched {
+            Ok(matched) => self.decide(session, &mut req, matched).await,
+            Err(refusal) => Err(refusal),
+        };
         ctx.decided_in = started.elapsed();
         let refusal = match decided {
             Ok(decision) => match Target::for_decision(&decision, &req) {
@@ -400,83 +629,45 @@ impl ProxyHttp for GatewayProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let Some(target) = ctx.target.as_mut() else {
+        let Some(target) = ctx.target.as_ref() else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(500),
                 "no upstream selected",
             ));
         };
-        // Pass-through paths are usually unchanged: keep the parsed URI then.
-        let unchanged = upstream_request.uri.authority().is_none()
-            && upstream_request
-                .uri
-                .path_and_query()
-                .is_some_and(|p| p.as_str() == target.path_and_query);
-        if !unchanged {
-            let uri = http::Uri::from_maybe_shared(Bytes::from(std::mem::take(
-                &mut target.path_and_query,
-            )))
-            .map_err(|_| Error::explain(ErrorType::HTTPStatus(500), "invalid upstream path"))?;
-            upstream_request.set_uri(uri);
-        }
-        // Header values are shared (`Bytes`), not copied: the upstream's Host is built once per
-        // rule, X-Forwarded-Host is the client's Host value.
-        if !target.preserve_host {
-            upstream_request.insert_header("host", target.upstream.host_header().clone())?;
-        }
-        // One pass over the (few) header names instead of a lookup per forwarded header.
-        if !self.trust_forwarded_headers
-            && upstream_request
-                .headers
-                .keys()
-                .any(|name| FORWARDED_HEADERS.contains(&name.as_str()))
-        {
-            for name in FORWARDED_HEADERS {
-                upstream_request.remove_header(*name);
+        // Pass-through paths are usually unchanged: keep the parsed URI then. The target is
+        // read, not taken: Pingora calls this filter again when it retries the request.
+        let uri = match target.path_and_query.as_deref() {
+            None => None,
+            Some(wanted)
+                if upstream_request.uri.authority().is_none()
+                    && upstream_request
+                        .uri
+                        .path_and_query()
+                        .is_some_and(|p| p.as_str() == wanted) =>
+            {
+                None
             }
-        }
+            Some(wanted) => Some(
+                http::Uri::from_maybe_shared(Bytes::copy_from_slice(wanted.as_bytes())).map_err(
+                    |_| Error::explain(ErrorType::HTTPStatus(500), "invalid upstream path"),
+                )?,
+            ),
+        };
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let previous_for = if self.trust_forwarded_headers {
-            upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-        } else {
-            None
+        let forwarded = Forwarded {
+            trusted: self.trust_forwarded_headers,
+            client_ip,
+            client_host: client_host_value(session.req_header()),
+            scheme: ctx.scheme,
         };
-        let forwarded_for = match (previous_for, client_ip) {
-            (Some(prev), Some(ip)) => Some(format!("{prev}, {ip}")),
-            (_, Some(std::net::IpAddr::V4(ip))) => Some(ipv4_text(ip)),
-            (_, Some(ip)) => Some(ip.to_string()),
-            (_, None) => None,
-        };
-        if let Some(value) = forwarded_for {
-            upstream_request.insert_header("x-forwarded-for", value)?;
-        }
-        // Untrusted forwarded headers were removed above: no lookup needed then.
-        let trusted = self.trust_forwarded_headers;
-        if !trusted || !upstream_request.headers.contains_key("x-forwarded-host") {
-            let client = session.req_header();
-            let host = match client.headers.get(http::header::HOST) {
-                Some(value) => value.clone(),
-                None => http::HeaderValue::from_str(client_host(client))
-                    .unwrap_or_else(|_| http::HeaderValue::from_static("")),
-            };
-            upstream_request.insert_header("x-forwarded-host", host)?;
-        }
-        if !trusted || !upstream_request.headers.contains_key("x-forwarded-proto") {
-            upstream_request.insert_header(
-                "x-forwarded-proto",
-                http::HeaderValue::from_static(ctx.scheme),
-            )?;
-        }
-        for (name, value) in std::mem::take(&mut target.headers) {
-            upstream_request.insert_header(name, value)?;
-        }
-        Ok(())
+        let upstream_host = (!target.preserve_host).then(|| target.upstream.host_header().clone());
+        edit_headers(upstream_request, uri, |headers| {
+            rewrite_headers(headers, upstream_host, &forwarded, &target.headers)
+        })
     }
 
     async fn fail_to_proxy(
@@ -545,6 +736,106 @@ mod tests {
         }
     }
 
+    fn forwarded(trusted: bool) -> Forwarded {
+        Forwarded {
+            trusted,
+            client_ip: Some(std::net::IpAddr::from([10, 1, 2, 3])),
+            client_host: http::HeaderValue::from_static("public.example:4455"),
+            scheme: "https",
+        }
+    }
+
+    #[test]
+    fn untrusted_forwarded_headers_are_replaced_and_session_headers_set() -> Result<()> {
+        let mut req = RequestHeader::build("GET", b"/a?b=c", None)?;
+        req.insert_header("Host", "public.example:4455")?;
+        req.insert_header("X-Forwarded-For", "6.6.6.6")?;
+        req.insert_header("Forwarded", "for=6.6.6.6")?;
+        req.insert_header("X-User-Id", "spoofed")?;
+        let session = vec![("X-User-Id".to_owned(), "alice".to_owned())];
+        edit_headers(&mut req, None, |headers| {
+            rewrite_headers(
+                headers,
+                Some(http::HeaderValue::from_static("10.0.0.9:80")),
+                &forwarded(false),
+                &session,
+            )
+        })?;
+        let get = |name: &str| {
+            let values: Vec<&str> = req
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            values.join(",")
+        };
+        assert_eq!(get("host"), "10.0.0.9:80");
+        assert_eq!(get("x-forwarded-for"), "10.1.2.3");
+        assert_eq!(get("x-forwarded-host"), "public.example:4455");
+        assert_eq!(get("x-forwarded-proto"), "https");
+        assert_eq!(get("forwarded"), "");
+        assert_eq!(get("x-user-id"), "alice");
+        assert_eq!(req.raw_path(), b"/a?b=c");
+        // Written for HTTP/1 without the case map: lower case, well-known names titled.
+        let mut wire = bytes::BytesMut::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8_lossy(&wire);
+        assert!(wire.contains("Host: 10.0.0.9:80\r\n"), "{wire}");
+        assert!(wire.contains("x-user-id: alice\r\n"), "{wire}");
+        Ok(())
+    }
+
+    #[test]
+    fn trusted_forwarded_headers_are_extended() -> Result<()> {
+        let mut req = RequestHeader::build("GET", b"/", None)?;
+        req.insert_header("X-Forwarded-For", "1.1.1.1")?;
+        req.insert_header("X-Forwarded-Host", "edge.example")?;
+        req.insert_header("X-Forwarded-Proto", "http")?;
+        edit_headers(&mut req, None, |headers| {
+            rewrite_headers(headers, None, &forwarded(true), &[])
+        })?;
+        let get = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(get("x-forwarded-for"), Some("1.1.1.1, 10.1.2.3"));
+        assert_eq!(get("x-forwarded-host"), Some("edge.example"));
+        assert_eq!(get("x-forwarded-proto"), Some("http"));
+        Ok(())
+    }
+
+    #[test]
+    fn editing_headers_keeps_a_target_the_uri_does_not_reproduce() -> Result<()> {
+        // Absolute-form: kept verbatim unless a new URI is set.
+        let mut req = RequestHeader::build("GET", b"http://h.example/p?q", None)?;
+        edit_headers(&mut req, None, |_| Ok(()))?;
+        assert_eq!(req.raw_path(), b"http://h.example/p?q");
+        edit_headers(&mut req, Some(http::Uri::from_static("/new")), |_| Ok(()))?;
+        assert_eq!(req.raw_path(), b"/new");
+        // HTTP/2's end-of-stream flag survives.
+        let mut h2 = RequestHeader::build("GET", b"/", None)?;
+        h2.set_version(http::Version::HTTP_2);
+        h2.set_send_end_stream(false);
+        edit_headers(&mut h2, None, |_| Ok(()))?;
+        assert_eq!(h2.send_end_stream(), Some(false));
+        // A failed edit still leaves the request in place.
+        let mut req = RequestHeader::build("GET", b"/keep", None)?;
+        req.insert_header("X-A", "1")?;
+        let failed = edit_headers(&mut req, None, |headers| {
+            rewrite_headers(
+                headers,
+                None,
+                &forwarded(false),
+                &[("bad name".to_owned(), "v".to_owned())],
+            )
+        });
+        assert!(failed.is_err());
+        assert_eq!(req.raw_path(), b"/keep");
+        assert_eq!(
+            req.headers.get("x-a").and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        Ok(())
+    }
+
     #[test]
     fn clean_paths_are_recognised() {
         for (path, clean) in [
@@ -556,6 +847,14 @@ mod tests {
             ("/a/../b", false),
             ("/a%20b", false),
             ("", false),
+            ("/.", false),
+            ("/..", false),
+            ("/a/.", false),
+            ("/a/..", false),
+            ("/.a/..b/a.", true),
+            ("/a//b", false),
+            ("a/b", false),
+            ("/%", false),
         ] {
             assert_eq!(path_is_clean(path), clean, "{path:?}");
             if clean {

@@ -53,8 +53,8 @@ impl UpstreamBase {
 pub struct Target {
     /// The rule's parsed upstream (shared, not copied per request).
     pub upstream: std::sync::Arc<UpstreamBase>,
-    /// Path and query sent upstream.
-    pub path_and_query: String,
+    /// Path and query sent upstream; `None`: the client's, unchanged.
+    pub path_and_query: Option<String>,
     /// Keep the client's `Host`.
     pub preserve_host: bool,
     /// Session headers to set (overwriting client values).
@@ -82,42 +82,82 @@ impl UpstreamBase {
         self.tls
     }
 
-    /// TLS server name.
+    /// Server name for TLS.
     pub fn sni(&self) -> &str {
         &self.sni
     }
 }
 
 impl Target {
-    /// Computes the upstream request for a decision.
+    /// Applies the matched rule's upstream to the request.
     pub fn for_decision(decision: &Decision, req: &RequestInfo) -> Result<Self, PipelineError> {
-        let upstream = &decision.rule.upstream;
         let Some(base) = decision.upstream.as_ref() else {
             return Err(PipelineError::internal(
                 "the matched rule has no upstream URL",
             ));
         };
-        // `req.path` is already clean: with an empty or `/` base path the join is the path.
-        let mut path = if matches!(base.base_path.as_str(), "" | "/") && req.path.starts_with('/') {
-            req.path.clone()
-        } else {
-            join_path(&base.base_path, &req.path)
-        };
-        if let Some(strip) = upstream.strip_path.as_deref() {
-            path = strip_path(&path, strip);
-        }
-        let mut path_and_query = encode_path(path);
-        if let Some(q) = &req.query {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
-        }
+        let upstream = &decision.rule.upstream;
         Ok(Self {
             upstream: std::sync::Arc::clone(base),
-            path_and_query,
+            path_and_query: Some(upstream_path_and_query(
+                base,
+                upstream.strip_path.as_deref(),
+                &req.path,
+                req.query.as_deref(),
+            )),
             preserve_host: upstream.preserve_host,
             headers: decision.session.header.clone(),
         })
     }
+
+    /// The target of a pass-through rule (no session headers). `path` is the request's clean
+    /// path; `verbatim` says that the client's path is that clean path, as sent, with nothing to
+    /// encode, so that an upstream without a base path or `strip_path` gets the client's path and
+    /// query unchanged (`path_and_query: None`, nothing built per request).
+    pub fn pass_through(
+        rule: &portcullis_rules::Rule,
+        base: &std::sync::Arc<UpstreamBase>,
+        path: &str,
+        verbatim: bool,
+        query: Option<&str>,
+    ) -> Self {
+        let strip = rule.upstream.strip_path.as_deref();
+        let unchanged = verbatim
+            && strip.is_none()
+            && matches!(base.base_path.as_str(), "" | "/")
+            && path.bytes().all(path_byte_ok);
+        Self {
+            upstream: std::sync::Arc::clone(base),
+            path_and_query: (!unchanged).then(|| upstream_path_and_query(base, strip, path, query)),
+            preserve_host: rule.upstream.preserve_host,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Oathkeeper's upstream URL: the (clean) request path joined onto the upstream's path, then
+/// `strip_path`, encoded, with the request's query.
+fn upstream_path_and_query(
+    base: &UpstreamBase,
+    strip: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    // `path` is already clean: with an empty or `/` base path the join is the path.
+    let mut path = if matches!(base.base_path.as_str(), "" | "/") && path.starts_with('/') {
+        path.to_owned()
+    } else {
+        join_path(&base.base_path, path)
+    };
+    if let Some(strip) = strip {
+        path = strip_path(&path, strip);
+    }
+    let mut path_and_query = encode_path(path);
+    if let Some(q) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    path_and_query
 }
 
 /// Go's `path.Join(base, path)`.
@@ -182,6 +222,36 @@ mod tests {
         assert_eq!(strip_path("/a/b", ""), "/a/b");
         assert_eq!(encode_path("/a b/é".to_owned()), "/a%20b/%C3%A9");
         assert_eq!(encode_path("/plain/path".to_owned()), "/plain/path");
+    }
+
+    fn rule(upstream: serde_json::Value) -> Result<portcullis_rules::Rule, String> {
+        serde_json::from_value(serde_json::json!({
+            "id": "r",
+            "match": {"url": "http://h/<.*>", "methods": ["GET"]},
+            "upstream": upstream,
+        }))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_pass_through_target_keeps_the_client_uri_only_when_nothing_changes() -> Result<(), String>
+    {
+        let plain = std::sync::Arc::new(UpstreamBase::parse("http://127.0.0.1:4460")?);
+        let based = std::sync::Arc::new(UpstreamBase::parse("http://127.0.0.1:4460/base")?);
+        let simple = rule(serde_json::json!({"url": "http://127.0.0.1:4460"}))?;
+        let stripping =
+            rule(serde_json::json!({"url": "http://127.0.0.1:4460", "strip_path": "/api"}))?;
+        let keep = Target::pass_through(&simple, &plain, "/a/b", true, Some("q=1"));
+        assert_eq!(keep.path_and_query, None);
+        assert!(!keep.preserve_host);
+        // Not as sent (the path had to be cleaned): the clean path goes upstream.
+        let cleaned = Target::pass_through(&simple, &plain, "/a/b", false, Some("q=1"));
+        assert_eq!(cleaned.path_and_query.as_deref(), Some("/a/b?q=1"));
+        let joined = Target::pass_through(&simple, &based, "/a", true, None);
+        assert_eq!(joined.path_and_query.as_deref(), Some("/base/a"));
+        let stripped = Target::pass_through(&stripping, &plain, "/api/x", true, None);
+        assert_eq!(stripped.path_and_query.as_deref(), Some("/x"));
+        Ok(())
     }
 
     #[test]

@@ -57,11 +57,16 @@ pub fn clean_path(path: &str) -> String {
 /// Builds the match string from its parts; `path` must already be cleaned.
 pub fn match_url(scheme: &str, host: &str, path: &str) -> String {
     let mut url = String::with_capacity(scheme.len() + 3 + host.len() + path.len());
+    push_match_url(&mut url, scheme, host, path);
+    url
+}
+
+/// [`match_url`] appended to `url` (a reused buffer).
+pub fn push_match_url(url: &mut String, scheme: &str, host: &str, path: &str) {
     url.push_str(scheme);
     url.push_str("://");
     url.push_str(host);
     url.push_str(path);
-    url
 }
 
 #[cfg(test)]

@@ -99,6 +99,34 @@ impl Matched {
     }
 }
 
+/// The rule a URL matched ([`Pipeline::find`]), before anything was copied from the request.
+pub struct FoundRule {
+    snapshot: Arc<Snapshot>,
+    found: portcullis_rules::Found,
+}
+
+impl FoundRule {
+    /// For a pass-through rule (`noop`, `allow`, `noop` mutators, no capture groups read) with
+    /// an upstream: the rule and its upstream, all the proxy needs to send the request on
+    /// without building a [`RequestInfo`] or running [`Pipeline::run`].
+    pub fn pass_through(&self) -> Option<(&Arc<Rule>, &Arc<crate::upstream::UpstreamBase>)> {
+        let prepared = self.snapshot.prepared.get(self.found.index)?;
+        if !prepared.pass_through || prepared.needs_captures {
+            return None;
+        }
+        Some((&self.found.rule, prepared.upstream.as_ref()?))
+    }
+
+    /// The match, for [`Pipeline::run`], with the URL it was found for.
+    pub fn into_matched(self, url: String) -> Matched {
+        Matched {
+            snapshot: self.snapshot,
+            found: self.found,
+            url,
+        }
+    }
+}
+
 /// An immutable compiled rule set with its prepared handlers.
 pub struct Snapshot {
     /// The compiled rules.
@@ -478,9 +506,14 @@ impl Pipeline {
 
     /// Finds the one rule for `req` (first half of [`Pipeline::decide`]).
     pub fn match_request(&self, req: &RequestInfo) -> Result<Matched, Refusal> {
-        let snapshot = self.snapshot.load_full();
         let url = req.match_url();
-        let found = snapshot.rules.find_rule(&req.method, &url).map_err(|e| {
+        Ok(self.find(&req.method, &url)?.into_matched(url))
+    }
+
+    /// [`Pipeline::match_request`] on a borrowed match URL (`scheme://host/clean-path`).
+    pub fn find(&self, method: &str, url: &str) -> Result<FoundRule, Refusal> {
+        let snapshot = self.snapshot.load_full();
+        let found = snapshot.rules.find_rule(method, url).map_err(|e| {
             let error = match &e {
                 MatchError::NotFound => PipelineError::not_found(e.to_string()),
                 MatchError::Multiple(ids) => {
@@ -495,11 +528,7 @@ impl Pipeline {
                 error,
             }
         })?;
-        Ok(Matched {
-            snapshot,
-            found,
-            url,
-        })
+        Ok(FoundRule { snapshot, found })
     }
 
     /// Runs the matched rule's handlers (second half of [`Pipeline::decide`]).
