@@ -51,8 +51,16 @@ async fn health_version_and_rules_endpoints() {
     let gw = start().await;
     let c = client();
     let get = |path: &str| c.get(format!("{}{path}", gw.api)).send();
-    let ready = get("/health/ready").await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ready.status(), 200);
+    // Readiness also waits for the gateway's own probe of its proxy port, which may finish a
+    // moment after the port first answered the start-up wait.
+    let ready = format!("{}/health/ready", gw.api);
+    eventually("readiness", || async {
+        c.get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    })
+    .await;
     let version: Value = get("/version")
         .await
         .unwrap_or_else(|e| panic!("{e}"))
