@@ -12,6 +12,7 @@ use axum::routing::{any, get};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::metrics::Service;
 use crate::pipeline::Pipeline;
 use crate::pipeline::error::{ErrorResponse, PipelineError, json_response};
 use crate::pipeline::session::RequestInfo;
@@ -216,9 +217,9 @@ async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> R
     match pipeline.decide(&req).await {
         Ok(decision) => {
             tracing::debug!(rule_id = %decision.rule.id, granted = true, "decision");
-            pipeline.metrics().request(
-                "decisions",
-                &decision.rule.id,
+            pipeline.metrics().record(
+                &decision.counters,
+                Service::Decisions,
                 true,
                 200,
                 started.elapsed(),
@@ -253,7 +254,7 @@ async fn decisions(State(pipeline): State<Arc<Pipeline>>, request: Request) -> R
             let response = pipeline.error_response(&refusal, &req);
             let rule_id = refusal.rule.as_ref().map(|r| r.id.as_str()).unwrap_or("");
             pipeline.metrics().request(
-                "decisions",
+                Service::Decisions,
                 rule_id,
                 false,
                 response.status,

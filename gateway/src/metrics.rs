@@ -2,17 +2,36 @@
 //!
 //! Names follow `portcullis_gateway_<what>_<unit>`: requests by service/rule/decision/status,
 //! pipeline latency histograms, the loaded rule set (size, reloads, reload errors) and cache
-//! hit/miss counters. Small and dependency-free: counters are atomics behind a map that is
-//! only locked to find (or create) a series.
+//! hit/miss counters. Small and dependency-free. Request counters live in one
+//! [`RuleCounters`] per rule id, which the compiled rule set holds: counting a request is a few
+//! atomic operations, no lock and no map lookup (the proxy counts every request it serves).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// [`BUCKETS`] in nanoseconds (an observation is placed without floating point).
+const BUCKETS_NANOS: [u64; 14] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
 ];
 
 /// Per-bucket counts (not cumulative: one atomic add per observation); rendering sums them.
@@ -25,69 +44,194 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(i) = BUCKETS_NANOS.iter().position(|bound| nanos <= *bound) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(nanos / 1_000, Ordering::Relaxed);
     }
 }
 
-/// Request counts of one service: rule id → (decision, status) → count. Nested maps so that a
-/// request is counted with borrowed keys (no allocation once its rule has been seen).
-type RequestCounts = BTreeMap<String, BTreeMap<(&'static str, u16), u64>>;
+/// The part of the gateway that decided a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// The `/decisions` API.
+    Decisions,
+    /// The proxy port.
+    Proxy,
+}
+
+impl Service {
+    const ALL: [Service; 2] = [Service::Decisions, Service::Proxy];
+
+    /// The `service` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Decisions => "decisions",
+            Service::Proxy => "proxy",
+        }
+    }
+}
+
+/// One series of a rule, packed: bit 17 the service, bit 16 allow, the low bits the status;
+/// plus one, so that 0 marks a free slot.
+fn series_key(service: Service, granted: bool, status: u16) -> u32 {
+    let service = match service {
+        Service::Decisions => 0,
+        Service::Proxy => 1,
+    };
+    ((service << 17) | (u32::from(granted) << 16) | u32::from(status)) + 1
+}
+
+fn series_of(key: u32) -> (Service, &'static str, u16) {
+    let raw = key - 1;
+    let service = if raw >> 17 == 0 {
+        Service::Decisions
+    } else {
+        Service::Proxy
+    };
+    let decision = if raw & (1 << 16) != 0 {
+        "allow"
+    } else {
+        "deny"
+    };
+    (service, decision, (raw & 0xffff) as u16)
+}
+
+/// Series a rule counts without a lock; a rule that sees more (service, decision, status)
+/// combinations than this counts the rest in its locked overflow map.
+const SLOTS: usize = 8;
+
+#[derive(Default)]
+struct Slot {
+    key: AtomicU32,
+    count: AtomicU64,
+}
+
+/// The request counters of one rule id. Shared by every rule set that has a rule of that id, so
+/// counts go on across reloads; `""` counts requests that matched no rule.
+pub struct RuleCounters {
+    id: String,
+    slots: [Slot; SLOTS],
+    overflow: Mutex<BTreeMap<u32, u64>>,
+}
+
+impl std::fmt::Debug for RuleCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleCounters")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleCounters {
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            slots: Default::default(),
+            overflow: Mutex::default(),
+        }
+    }
+
+    /// The rule id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn count(&self, key: u32) {
+        for slot in &self.slots {
+            let current = slot.key.load(Ordering::Acquire);
+            let mine = current == key
+                || (current == 0
+                    && match slot
+                        .key
+                        .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => true,
+                        Err(other) => other == key,
+                    });
+            if mine {
+                slot.count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if let Ok(mut overflow) = self.overflow.lock() {
+            *overflow.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Every series with its count.
+    fn series(&self) -> Vec<(u32, u64)> {
+        let mut out: Vec<(u32, u64)> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                (
+                    slot.key.load(Ordering::Acquire),
+                    slot.count.load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(key, count)| *key != 0 && *count > 0)
+            .collect();
+        if let Ok(overflow) = self.overflow.lock() {
+            out.extend(overflow.iter().map(|(key, count)| (*key, *count)));
+        }
+        out
+    }
+}
 
 /// The gateway's metrics.
+#[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<&'static str, RequestCounts>>,
-    /// Decision latency of the `decisions` and the `proxy` service (fixed: no lock per request).
-    latency: [(&'static str, Histogram); 2],
+    /// Rule id → its counters (entries stay when a rule goes: counters never go back).
+    rules: Mutex<BTreeMap<String, Arc<RuleCounters>>>,
+    /// Decision latency, by [`Service`] (fixed: no lock per request).
+    latency: [Histogram; 2],
     cache: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rules_loaded: AtomicU64,
     rule_reloads: AtomicU64,
     rule_reload_errors: AtomicU64,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            requests: Mutex::default(),
-            latency: [
-                ("decisions", Histogram::default()),
-                ("proxy", Histogram::default()),
-            ],
-            cache: Mutex::default(),
-            rules_loaded: AtomicU64::default(),
-            rule_reloads: AtomicU64::default(),
-            rule_reload_errors: AtomicU64::default(),
-        }
-    }
-}
-
 impl Metrics {
-    /// Records one decided request. `service` is `proxy` or `decisions`.
+    /// The counters of rule `rule_id` (created on first use), for [`Metrics::record`].
+    pub fn counters(&self, rule_id: &str) -> Arc<RuleCounters> {
+        let mut rules = match self.rules.lock() {
+            Ok(rules) => rules,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(counters) = rules.get(rule_id) {
+            return Arc::clone(counters);
+        }
+        let counters = Arc::new(RuleCounters::new(rule_id));
+        rules.insert(rule_id.to_owned(), Arc::clone(&counters));
+        counters
+    }
+
+    /// Records one decided request of rule `rule_id` (`""`: no rule matched).
     pub fn request(
         &self,
-        service: &'static str,
+        service: Service,
         rule_id: &str,
         granted: bool,
         status: u16,
         elapsed: Duration,
     ) {
-        let decision = if granted { "allow" } else { "deny" };
-        if let Ok(mut map) = self.requests.lock() {
-            let rules = map.entry(service).or_default();
-            let counts = match rules.get_mut(rule_id) {
-                Some(counts) => counts,
-                None => rules.entry(rule_id.to_owned()).or_default(),
-            };
-            *counts.entry((decision, status)).or_default() += 1;
-        }
-        if let Some((_, h)) = self.latency.iter().find(|(name, _)| *name == service) {
-            h.observe(elapsed);
-        }
+        self.record(&self.counters(rule_id), service, granted, status, elapsed);
+    }
+
+    /// Records one decided request with the rule's counters at hand (no lock, no lookup).
+    pub fn record(
+        &self,
+        counters: &RuleCounters,
+        service: Service,
+        granted: bool,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        counters.count(series_key(service, granted, status));
+        self.latency[service as usize].observe(elapsed);
     }
 
     /// Records a cache lookup.
@@ -122,19 +266,24 @@ impl Metrics {
             "# HELP portcullis_gateway_requests_total Requests decided, by service, rule, decision and status."
         );
         let _ = writeln!(out, "# TYPE portcullis_gateway_requests_total counter");
-        if let Ok(map) = self.requests.lock() {
-            for (service, rules) in map.iter() {
-                for (rule, counts) in rules {
-                    for ((decision, status), n) in counts {
-                        let _ = writeln!(
-                            out,
-                            "portcullis_gateway_requests_total{{service=\"{}\",rule=\"{}\",decision=\"{decision}\",status=\"{status}\"}} {n}",
-                            escape(service),
-                            escape(rule)
-                        );
-                    }
-                }
+        let rules: Vec<Arc<RuleCounters>> = match self.rules.lock() {
+            Ok(rules) => rules.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut series = BTreeMap::new();
+        for counters in &rules {
+            for (key, n) in counters.series() {
+                let (service, decision, status) = series_of(key);
+                series.insert((service, counters.id(), decision, status), n);
             }
+        }
+        for ((service, rule, decision, status), n) in series {
+            let _ = writeln!(
+                out,
+                "portcullis_gateway_requests_total{{service=\"{}\",rule=\"{}\",decision=\"{decision}\",status=\"{status}\"}} {n}",
+                service.as_str(),
+                escape(rule)
+            );
         }
         let _ = writeln!(
             out,
@@ -145,12 +294,12 @@ impl Metrics {
             "# TYPE portcullis_gateway_decision_duration_seconds histogram"
         );
         {
-            for (service, h) in self
-                .latency
+            for (service, h) in Service::ALL
                 .iter()
+                .zip(&self.latency)
                 .filter(|(_, h)| h.count.load(Ordering::Relaxed) > 0)
             {
-                let service = escape(service);
+                let service = service.as_str();
                 let mut cumulative = 0;
                 for (i, bound) in BUCKETS.iter().enumerate() {
                     cumulative += h.buckets[i].load(Ordering::Relaxed);
@@ -235,8 +384,14 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let m = Metrics::default();
-        m.request("proxy", "r\"1", true, 200, Duration::from_micros(300));
-        m.request("proxy", "r\"1", true, 200, Duration::from_millis(2));
+        m.request(
+            Service::Proxy,
+            "r\"1",
+            true,
+            200,
+            Duration::from_micros(300),
+        );
+        m.request(Service::Proxy, "r\"1", true, 200, Duration::from_millis(2));
         m.cache("jwt", true);
         m.rules_installed(3);
         let text = m.render();
@@ -255,5 +410,73 @@ mod tests {
             )
         );
         assert!(text.contains("portcullis_gateway_rules 3"));
+    }
+
+    #[test]
+    fn every_series_of_a_rule_is_counted_past_its_slots() {
+        let m = Metrics::default();
+        let statuses: Vec<u16> = (200..200 + 2 * SLOTS as u16).collect();
+        for (i, status) in statuses.iter().enumerate() {
+            for _ in 0..=i {
+                m.request(Service::Decisions, "r", i % 2 == 0, *status, Duration::ZERO);
+            }
+        }
+        let text = m.render();
+        for (i, status) in statuses.iter().enumerate() {
+            let decision = if i % 2 == 0 { "allow" } else { "deny" };
+            let line = format!(
+                "portcullis_gateway_requests_total{{service=\"decisions\",rule=\"r\",decision=\"{decision}\",status=\"{status}\"}} {}\n",
+                i + 1
+            );
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn counters_are_shared_by_rule_id_and_exact_across_threads() {
+        let m = Arc::new(Metrics::default());
+        let a = m.counters("a");
+        assert!(Arc::ptr_eq(&a, &m.counters("a")));
+        assert_eq!(a.id(), "a");
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let counters = m.counters("a");
+                    for i in 0..1000u16 {
+                        // Every thread claims slots for the same few series at once.
+                        let status = 200 + (i + t) % 3;
+                        m.record(&counters, Service::Proxy, true, status, Duration::ZERO);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert!(thread.join().is_ok());
+        }
+        let text = m.render();
+        let counts: Vec<u64> = (200..203)
+            .map(|status| {
+                let prefix = format!(
+                    "portcullis_gateway_requests_total{{service=\"proxy\",rule=\"a\",decision=\"allow\",status=\"{status}\"}} "
+                );
+                text.lines()
+                    .filter_map(|line| line.strip_prefix(prefix.as_str()))
+                    .map(|n| n.parse::<u64>().unwrap_or(0))
+                    .sum()
+            })
+            .collect();
+        assert_eq!(counts.iter().sum::<u64>(), 4000, "{text}");
+        // Each series is one line, not split over several slots.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("portcullis_gateway_requests_total{"))
+                .count(),
+            3,
+            "{text}"
+        );
+        assert!(text.contains(
+            "portcullis_gateway_decision_duration_seconds_count{service=\"proxy\"} 4000"
+        ));
     }
 }

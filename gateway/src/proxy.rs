@@ -19,9 +19,9 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use portcullis_rules::Rule;
 
 use crate::config::{GatewayConfig, ProxyTimeouts};
+use crate::metrics::{RuleCounters, Service};
 use crate::pipeline::error::{ErrorResponse, PipelineError, json_response};
 use crate::pipeline::session::RequestInfo;
 use crate::pipeline::{Matched, Pipeline, Refusal};
@@ -58,19 +58,41 @@ impl GatewayProxy {
     }
 }
 
-/// Per-request state.
+/// Per-request state. Pingora moves it with the request's futures, so it is kept small.
 #[derive(Default)]
 pub struct RequestCtx {
     target: Option<Target>,
-    rule: Option<Arc<Rule>>,
-    scheme: &'static str,
-    refused: Option<u16>,
+    /// The matched rule's counters (and id); `None` before a rule is found or when none is.
+    counters: Option<Arc<RuleCounters>>,
+    scheme: Scheme,
+    /// The pipeline refused the request and answered it itself (counted then).
+    refused: bool,
+    /// The upstream headers (`Host`, `X-Forwarded-*`) were set in the client's request header
+    /// itself, so Pingora's copy of it for the upstream already has them.
+    headers_applied: bool,
     decided_in: std::time::Duration,
 }
 
 impl RequestCtx {
     fn rule_id(&self) -> &str {
-        self.rule.as_ref().map(|r| r.id.as_str()).unwrap_or("")
+        self.counters.as_ref().map(|c| c.id()).unwrap_or("")
+    }
+}
+
+/// The request's scheme as the gateway sees it (see [`GatewayProxy::scheme`]).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
     }
 }
 
@@ -86,7 +108,7 @@ fn client_host(header: &RequestHeader) -> &str {
 
 /// The request as the pipeline sees it, without its headers: matching does not read them, a
 /// pass-through rule never does, so they are copied in only when needed ([`load_headers`]).
-fn request_info(session: &Session, scheme: &'static str) -> RequestInfo {
+fn request_info(session: &Session, scheme: Scheme) -> RequestInfo {
     let header = session.req_header();
     let raw_path = header.uri.path();
     // Most paths need neither decoding nor cleaning; only allocate for those that do.
@@ -97,7 +119,7 @@ fn request_info(session: &Session, scheme: &'static str) -> RequestInfo {
     };
     RequestInfo {
         method: header.method.as_str().to_owned(),
-        scheme: scheme.to_owned(),
+        scheme: scheme.as_str().to_owned(),
         host: client_host(header).to_owned(),
         path,
         query: header.uri.query().map(str::to_owned),
@@ -115,8 +137,9 @@ fn load_headers(session: &Session, req: &mut RequestInfo) {
     req.headers = session.req_header().headers.clone();
 }
 
-/// Whether `clean_path(decode_path(path)) == path`: rooted, no `%`, no empty, `.` or `..`
-/// segment, no trailing slash (except `/` itself).
+/// Whether the path goes upstream as the client sent it: `clean_path(decode_path(path)) ==
+/// path` (rooted, no `%`, no empty, `.` or `..` segment, no trailing slash except `/` itself)
+/// and nothing in it to encode ([`crate::upstream::path_byte_ok`]). One pass over the bytes.
 fn path_is_clean(path: &str) -> bool {
     let bytes = path.as_bytes();
     if bytes == b"/" {
@@ -130,6 +153,7 @@ fn path_is_clean(path: &str) -> bool {
     for (i, &byte) in bytes.iter().enumerate().skip(1) {
         match byte {
             b'%' => return false,
+            byte if !crate::upstream::path_byte_ok(byte) => return false,
             b'/' => {
                 if matches!(&bytes[segment_start..i], b"" | b"." | b"..") {
                     return false;
@@ -212,22 +236,29 @@ static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forw
 static X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
 
-/// The client's `Host` as a header value (shared, not copied), for `X-Forwarded-Host`.
-fn client_host_value(client: &RequestHeader) -> http::HeaderValue {
-    match client.headers.get(http::header::HOST) {
-        Some(value) => value.clone(),
-        None => http::HeaderValue::from_str(client_host(client))
-            .unwrap_or_else(|_| http::HeaderValue::from_static("")),
-    }
+/// Whether `name` is one of [`FORWARDED_HEADERS`] (one comparison by length and bytes, not a
+/// scan of the list: it runs for every header of every request).
+fn is_forwarded_header(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-forwarded-port"
+            | "x-forwarded-method"
+            | "x-forwarded-uri"
+            | "forwarded"
+    )
 }
 
 /// What the upstream request learns about the client connection.
-struct Forwarded {
+struct Forwarded<'a> {
     /// `serve.proxy.trust_forwarded_headers`: extend the client's `X-Forwarded-*` instead of
     /// replacing them.
     trusted: bool,
     client_ip: Option<std::net::IpAddr>,
-    client_host: http::HeaderValue,
+    /// The request URI's authority, the client's host when it sent no `Host` (HTTP/1.0).
+    uri_authority: Option<&'a str>,
     scheme: &'static str,
 }
 
@@ -286,21 +317,24 @@ fn edit_headers(
 fn rewrite_headers(
     headers: &mut http::HeaderMap,
     upstream_host: Option<http::HeaderValue>,
-    forwarded: &Forwarded,
+    forwarded: &Forwarded<'_>,
     session_headers: &[(String, String)],
 ) -> Result<()> {
     // One growth of the (cloned, full) map for everything added below; a failure here only
     // means the inserts grow it themselves.
     let _ = headers.try_reserve(4 + session_headers.len());
-    if let Some(host) = upstream_host {
-        headers.insert(http::header::HOST, host);
-    }
+    // The client's `Host` (shared, not copied) for `X-Forwarded-Host`: the value the upstream's
+    // `Host` replaces, read in the same lookup.
+    let client_host = match upstream_host {
+        Some(host) => headers.insert(http::header::HOST, host),
+        None => headers.get(http::header::HOST).cloned(),
+    };
     let trusted = forwarded.trusted;
     // One pass over the (few) header names instead of a lookup per forwarded header.
     if !trusted
         && headers
             .keys()
-            .any(|name| FORWARDED_HEADERS.contains(&name.as_str()))
+            .any(|name| is_forwarded_header(name.as_str()))
     {
         for name in FORWARDED_HEADERS {
             headers.remove(*name);
@@ -312,20 +346,27 @@ fn rewrite_headers(
         None
     };
     let forwarded_for = match (previous_for, forwarded.client_ip) {
-        (Some(prev), Some(ip)) => Some(format!("{prev}, {ip}")),
-        (_, Some(std::net::IpAddr::V4(ip))) => Some(ipv4_text(ip)),
-        (_, Some(ip)) => Some(ip.to_string()),
+        (Some(prev), Some(ip)) => Some(
+            http::HeaderValue::try_from(format!("{prev}, {ip}")).map_err(|_| {
+                Error::explain(ErrorType::HTTPStatus(500), "invalid X-Forwarded-For value")
+            })?,
+        ),
+        (_, Some(ip)) => Some(client_ip_value(ip)),
         (_, None) => None,
     };
     if let Some(value) = forwarded_for {
-        let value = http::HeaderValue::try_from(value).map_err(|_| {
-            Error::explain(ErrorType::HTTPStatus(500), "invalid X-Forwarded-For value")
-        })?;
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     // Untrusted forwarded headers were removed above: no lookup needed then.
     if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-        headers.insert(X_FORWARDED_HOST.clone(), forwarded.client_host.clone());
+        let client_host = client_host
+            .or_else(|| {
+                forwarded
+                    .uri_authority
+                    .and_then(|authority| http::HeaderValue::from_str(authority).ok())
+            })
+            .unwrap_or_else(|| http::HeaderValue::from_static(""));
+        headers.insert(X_FORWARDED_HOST.clone(), client_host);
     }
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(
@@ -349,8 +390,8 @@ fn rewrite_headers(
 
 /// How [`GatewayProxy::lookup`] found the request's rule.
 enum Lookup {
-    /// A pass-through rule: the request goes upstream as it is.
-    PassThrough(Arc<Rule>, Target),
+    /// A pass-through rule (its counters): the request goes upstream as it is.
+    PassThrough(Arc<RuleCounters>, Target),
     /// Any other rule: its handlers run ([`Pipeline::run`]).
     Matched(Matched),
     /// No rule, several, or a rule that could not be evaluated.
@@ -367,7 +408,7 @@ const MATCH_URL_KEPT: usize = 4096;
 
 impl GatewayProxy {
     /// `https` when trusted `X-Forwarded-Proto` says so, or the proxy port serves TLS.
-    fn scheme(&self, header: &RequestHeader) -> &'static str {
+    fn scheme(&self, header: &RequestHeader) -> Scheme {
         // Untrusted, the client's `X-Forwarded-Proto` is never read: no lookup.
         let forwarded = if self.trust_forwarded_headers {
             header
@@ -379,17 +420,17 @@ impl GatewayProxy {
             None
         };
         match forwarded {
-            Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
-            Some(_) => "http",
-            None if self.tls => "https",
-            None => "http",
+            Some(proto) if proto.eq_ignore_ascii_case("https") => Scheme::Https,
+            Some(_) => Scheme::Http,
+            None if self.tls => Scheme::Https,
+            None => Scheme::Http,
         }
     }
 
     /// Finds the request's rule. A pass-through rule is answered here, from the request header
     /// as Pingora parsed it, with the match URL in a reused buffer: nothing is copied from the
     /// request. Any other rule is handed on with its own copy of the URL.
-    fn lookup(&self, session: &Session, scheme: &'static str) -> Lookup {
+    fn lookup(&self, session: &Session, scheme: Scheme) -> Lookup {
         let header = session.req_header();
         let raw_path = header.uri.path();
         let verbatim = path_is_clean(raw_path);
@@ -403,15 +444,15 @@ impl GatewayProxy {
         };
         MATCH_URL.with_borrow_mut(|url| {
             url.clear();
-            portcullis_rules::path::push_match_url(url, scheme, client_host(header), path);
+            portcullis_rules::path::push_match_url(url, scheme.as_str(), client_host(header), path);
             let lookup = match self.pipeline.find(header.method.as_str(), url) {
                 Err(refusal) => Lookup::Refused(refusal),
                 Ok(found) => match found.pass_through() {
-                    Some((rule, upstream)) => Lookup::PassThrough(
-                        Arc::clone(rule),
+                    Some(pass) => Lookup::PassThrough(
+                        Arc::clone(pass.counters),
                         Target::pass_through(
-                            rule,
-                            upstream,
+                            pass.rule,
+                            pass.upstream,
                             path,
                             verbatim && header.uri.authority().is_none(),
                             header.uri.query(),
@@ -455,6 +496,99 @@ impl GatewayProxy {
         }
     }
 
+    /// The rest of [`ProxyHttp::request_filter`] for a rule that is not a pass-through, or a
+    /// refusal: runs the handlers, then sets the upstream target or answers the error.
+    async fn run_pipeline(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        matched: std::result::Result<Matched, Refusal>,
+        started: std::time::Instant,
+    ) -> Result<bool> {
+        let mut req = request_info(session, ctx.scheme);
+        let decided = match matched {
+            Ok(matched) => self.decide(session, &mut req, matched).await,
+            Err(refusal) => Err(refusal),
+        };
+        ctx.decided_in = started.elapsed();
+        let refusal = match decided {
+            Ok(decision) => match Target::for_decision(&decision, &req) {
+                Ok(target) => {
+                    ctx.counters = Some(decision.counters);
+                    ctx.target = Some(target);
+                    self.apply_timeouts(session);
+                    return Ok(false);
+                }
+                Err(error) => Refusal {
+                    rule: Some(decision.rule),
+                    rule_errors: Some(decision.rule_errors),
+                    error,
+                },
+            },
+            Err(refusal) => refusal,
+        };
+        // Error handlers select by `Accept`/`Content-Type` (and redirect on them).
+        if req.headers.is_empty() {
+            load_headers(session, &mut req);
+        }
+        let response = self.pipeline.error_response(&refusal, &req);
+        let metrics = self.pipeline.metrics();
+        let counters = metrics.counters(refusal.rule.as_ref().map_or("", |r| r.id.as_str()));
+        ctx.refused = true;
+        tracing::info!(
+            rule_id = counters.id(),
+            granted = false,
+            status = refusal.error.status,
+            reason = %refusal.error.reason,
+            method = %req.method,
+            path = %req.path,
+            "access request denied"
+        );
+        metrics.record(
+            &counters,
+            Service::Proxy,
+            false,
+            response.status,
+            ctx.decided_in,
+        );
+        ctx.counters = Some(counters);
+        respond(session, &response).await?;
+        Ok(true)
+    }
+
+    /// Sets a pass-through request's upstream headers (`Host`, `X-Forwarded-*`) in the client's
+    /// request header itself, when that is the same as setting them in the upstream copy: an
+    /// HTTP/1 request in origin form, whose `Host` Pingora leaves as it is. Pingora then copies
+    /// the finished header for the upstream (also for a retry), without the case map that a
+    /// header edit drops, and nothing is edited twice. Only pass-through rules: session headers,
+    /// which a rule could name `Content-Length` or `Connection`, never touch the client's header,
+    /// which Pingora reads for the client connection's framing. Returns whether it did.
+    fn apply_upstream_headers(
+        &self,
+        session: &mut Session,
+        target: &Target,
+        scheme: Scheme,
+    ) -> Result<bool> {
+        let header = session.req_header();
+        if header.version == http::Version::HTTP_2 || header.uri.authority().is_some() {
+            return Ok(false);
+        }
+        let forwarded = Forwarded {
+            trusted: self.trust_forwarded_headers,
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            uri_authority: None,
+            scheme: scheme.as_str(),
+        };
+        let upstream_host = (!target.preserve_host).then(|| target.upstream.host_header().clone());
+        edit_headers(session.req_header_mut(), None, |headers| {
+            rewrite_headers(headers, upstream_host, &forwarded, &[])
+        })?;
+        Ok(true)
+    }
+
     /// `serve.proxy.timeout.{read,idle}` on the client connection (only when configured: each
     /// timer costs every request).
     fn apply_timeouts(&self, session: &mut Session) {
@@ -474,6 +608,32 @@ impl GatewayProxy {
     }
 }
 
+/// The client IP as an `X-Forwarded-For` value. Successive requests on a thread mostly come from
+/// the same client (keep-alive connections, a load balancer in front), so the last value made on
+/// the thread is kept and shared instead of formatting the address for every request.
+fn client_ip_value(ip: std::net::IpAddr) -> http::HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(std::net::IpAddr, http::HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((cached, value)) = last.as_ref()
+            && *cached == ip
+        {
+            return value.clone();
+        }
+        let text = match ip {
+            std::net::IpAddr::V4(v4) => ipv4_text(v4),
+            ip => ip.to_string(),
+        };
+        // An address's text is always a valid header value.
+        let value = http::HeaderValue::from_maybe_shared(Bytes::from(text))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        *last = Some((ip, value.clone()));
+        value
+    })
+}
+
 /// Dotted-quad text of an IPv4 address, without the formatting machinery (`to_string` costs
 /// more than the rest of the header work on a pass-through request).
 fn ipv4_text(ip: std::net::Ipv4Addr) -> String {
@@ -491,6 +651,20 @@ fn ipv4_text(ip: std::net::Ipv4Addr) -> String {
         out.push(char::from(b'0' + octet % 10));
     }
     out
+}
+
+/// The first address of an upstream `host:port`; 502 when it cannot be resolved.
+async fn resolve(authority: &str) -> Result<std::net::SocketAddr> {
+    tokio::net::lookup_host(authority)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Error::explain(
+                ErrorType::HTTPStatus(502),
+                "upstream host cannot be resolved",
+            )
+        })
 }
 
 /// The status for an error that stopped proxying: the error's own HTTP status, 504 for an
@@ -526,9 +700,10 @@ impl ProxyHttp for GatewayProxy {
         let started = std::time::Instant::now();
         ctx.scheme = self.scheme(session.req_header());
         let matched = match self.lookup(session, ctx.scheme) {
-            Lookup::PassThrough(rule, target) => {
+            Lookup::PassThrough(counters, target) => {
                 ctx.decided_in = started.elapsed();
-                ctx.rule = Some(rule);
+                ctx.counters = Some(counters);
+                ctx.headers_applied = self.apply_upstream_headers(session, &target, ctx.scheme)?;
                 ctx.target = Some(target);
                 self.apply_timeouts(session);
                 return Ok(false);
@@ -536,53 +711,9 @@ impl ProxyHttp for GatewayProxy {
             Lookup::Matched(matched) => Ok(matched),
             Lookup::Refused(refusal) => Err(refusal),
         };
-        let mut req = request_info(session, ctx.scheme);
-        let decided = match matched {
-            Ok(matched) => self.decide(session, &mut req, matched).await,
-            Err(refusal) => Err(refusal),
-        };
-        ctx.decided_in = started.elapsed();
-        let refusal = match decided {
-            Ok(decision) => match Target::for_decision(&decision, &req) {
-                Ok(target) => {
-                    ctx.rule = Some(decision.rule);
-                    ctx.target = Some(target);
-                    self.apply_timeouts(session);
-                    return Ok(false);
-                }
-                Err(error) => Refusal {
-                    rule: Some(decision.rule),
-                    rule_errors: Some(decision.rule_errors),
-                    error,
-                },
-            },
-            Err(refusal) => refusal,
-        };
-        // Error handlers select by `Accept`/`Content-Type` (and redirect on them).
-        if req.headers.is_empty() {
-            load_headers(session, &mut req);
-        }
-        let response = self.pipeline.error_response(&refusal, &req);
-        ctx.rule = refusal.rule.clone();
-        ctx.refused = Some(refusal.error.status);
-        tracing::info!(
-            rule_id = ctx.rule_id(),
-            granted = false,
-            status = refusal.error.status,
-            reason = %refusal.error.reason,
-            method = %req.method,
-            path = %req.path,
-            "access request denied"
-        );
-        self.pipeline.metrics().request(
-            "proxy",
-            ctx.rule_id(),
-            false,
-            response.status,
-            ctx.decided_in,
-        );
-        respond(session, &response).await?;
-        Ok(true)
+        // Boxed: the handlers' futures are large, and this phase's own future is allocated and
+        // moved for every request, pass-through ones included.
+        Box::pin(self.run_pipeline(session, ctx, matched, started)).await
     }
 
     async fn upstream_peer(
@@ -595,32 +726,26 @@ impl ProxyHttp for GatewayProxy {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(500), "no upstream selected"))?;
         let upstream = &target.upstream;
-        let resolved = match upstream.addr() {
-            Some(addr) => Some(addr),
-            None => tokio::net::lookup_host(upstream.authority())
-                .await
-                .ok()
-                .and_then(|mut addrs| addrs.next()),
+        let addr = match upstream.addr() {
+            Some(addr) => addr,
+            // Boxed: the resolver's future would otherwise make this phase's future (allocated
+            // and moved for every request) larger for IP upstreams too.
+            None => Box::pin(resolve(upstream.authority())).await?,
         };
-        let addr = resolved.ok_or_else(|| {
-            Error::explain(
-                ErrorType::HTTPStatus(502),
-                "upstream host cannot be resolved",
-            )
-        })?;
         // SNI only matters for TLS: plain upstreams skip the allocation.
         let sni = if upstream.tls() {
             upstream.sni().to_owned()
         } else {
             String::new()
         };
-        let mut peer = HttpPeer::new(addr, upstream.tls(), sni);
+        // Built in its box (one copy of the large peer, not two).
+        let mut peer = Box::new(HttpPeer::new(addr, upstream.tls(), sni));
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
         // `timeout.write` bounds each wait for the upstream's answer (expiry: 504).
         peer.options.read_timeout = self.timeouts.write;
         peer.options.idle_timeout = self.timeouts.idle;
-        Ok(Box::new(peer))
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -654,6 +779,12 @@ impl ProxyHttp for GatewayProxy {
                 )?,
             ),
         };
+        if ctx.headers_applied {
+            if let Some(uri) = uri {
+                upstream_request.set_uri(uri);
+            }
+            return Ok(());
+        }
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -661,8 +792,8 @@ impl ProxyHttp for GatewayProxy {
         let forwarded = Forwarded {
             trusted: self.trust_forwarded_headers,
             client_ip,
-            client_host: client_host_value(session.req_header()),
-            scheme: ctx.scheme,
+            uri_authority: session.req_header().uri.authority().map(|a| a.as_str()),
+            scheme: ctx.scheme.as_str(),
         };
         let upstream_host = (!target.preserve_host).then(|| target.upstream.host_header().clone());
         edit_headers(upstream_request, uri, |headers| {
@@ -690,16 +821,18 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Self::CTX) {
-        if ctx.refused.is_some() {
+        if ctx.refused {
             return;
         }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        self.pipeline
-            .metrics()
-            .request("proxy", ctx.rule_id(), true, status, ctx.decided_in);
+        if let Some(counters) = &ctx.counters {
+            self.pipeline
+                .metrics()
+                .record(counters, Service::Proxy, true, status, ctx.decided_in);
+        }
         match error {
             Some(e) => tracing::warn!(
                 rule_id = ctx.rule_id(),
@@ -736,11 +869,11 @@ mod tests {
         }
     }
 
-    fn forwarded(trusted: bool) -> Forwarded {
+    fn forwarded(trusted: bool) -> Forwarded<'static> {
         Forwarded {
             trusted,
             client_ip: Some(std::net::IpAddr::from([10, 1, 2, 3])),
-            client_host: http::HeaderValue::from_static("public.example:4455"),
+            uri_authority: None,
             scheme: "https",
         }
     }
@@ -837,6 +970,76 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_host_is_the_clients_host() -> Result<()> {
+        // preserve_host: the client's Host stays and is forwarded too.
+        let mut req = RequestHeader::build("GET", b"/", None)?;
+        req.insert_header("Host", "public.example")?;
+        edit_headers(&mut req, None, |headers| {
+            rewrite_headers(headers, None, &forwarded(false), &[])
+        })?;
+        let get = |req: &RequestHeader, name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(get(&req, "host").as_deref(), Some("public.example"));
+        assert_eq!(
+            get(&req, "x-forwarded-host").as_deref(),
+            Some("public.example")
+        );
+        // No Host (HTTP/1.0): the request URI's authority, else empty.
+        let mut req = RequestHeader::build("GET", b"/", None)?;
+        let with_authority = Forwarded {
+            uri_authority: Some("h.example:8080"),
+            ..forwarded(false)
+        };
+        edit_headers(&mut req, None, |headers| {
+            rewrite_headers(
+                headers,
+                Some(http::HeaderValue::from_static("up:80")),
+                &with_authority,
+                &[],
+            )
+        })?;
+        assert_eq!(get(&req, "host").as_deref(), Some("up:80"));
+        assert_eq!(
+            get(&req, "x-forwarded-host").as_deref(),
+            Some("h.example:8080")
+        );
+        let mut req = RequestHeader::build("GET", b"/", None)?;
+        edit_headers(&mut req, None, |headers| {
+            rewrite_headers(headers, None, &forwarded(false), &[])
+        })?;
+        assert_eq!(get(&req, "x-forwarded-host").as_deref(), Some(""));
+        Ok(())
+    }
+
+    #[test]
+    fn forwarded_header_names_are_recognised() {
+        for name in FORWARDED_HEADERS {
+            assert!(is_forwarded_header(name), "{name}");
+        }
+        for name in [
+            "x-forwarded",
+            "x-forwarded-fo",
+            "forwarded-for",
+            "host",
+            "x-user-id",
+        ] {
+            assert!(!is_forwarded_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn client_ip_values_follow_the_address() {
+        for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.1", "::1", "2001:db8::7"] {
+            let addr: std::net::IpAddr = ip.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(client_ip_value(addr).to_str().ok(), Some(ip));
+        }
+    }
+
+    #[test]
     fn clean_paths_are_recognised() {
         for (path, clean) in [
             ("/", true),
@@ -855,6 +1058,10 @@ mod tests {
             ("/a//b", false),
             ("a/b", false),
             ("/%", false),
+            ("/a b", false),
+            ("/a\"b", false),
+            ("/caf\u{e9}", false),
+            ("/a:b@c!$&'()*+,;=-._~", true),
         ] {
             assert_eq!(path_is_clean(path), clean, "{path:?}");
             if clean {

@@ -48,17 +48,18 @@ impl UpstreamBase {
     }
 }
 
-/// The upstream request of a granted request.
+/// The upstream request of a granted request. Boxed slices rather than growable ones: the
+/// proxy keeps it in its per-request context, which Pingora moves with every request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The rule's parsed upstream (shared, not copied per request).
     pub upstream: std::sync::Arc<UpstreamBase>,
     /// Path and query sent upstream; `None`: the client's, unchanged.
-    pub path_and_query: Option<String>,
+    pub path_and_query: Option<Box<str>>,
     /// Keep the client's `Host`.
     pub preserve_host: bool,
     /// Session headers to set (overwriting client values).
-    pub headers: Vec<(String, String)>,
+    pub headers: Box<[(String, String)]>,
 }
 
 impl UpstreamBase {
@@ -99,21 +100,25 @@ impl Target {
         let upstream = &decision.rule.upstream;
         Ok(Self {
             upstream: std::sync::Arc::clone(base),
-            path_and_query: Some(upstream_path_and_query(
-                base,
-                upstream.strip_path.as_deref(),
-                &req.path,
-                req.query.as_deref(),
-            )),
+            path_and_query: Some(
+                upstream_path_and_query(
+                    base,
+                    upstream.strip_path.as_deref(),
+                    &req.path,
+                    req.query.as_deref(),
+                )
+                .into_boxed_str(),
+            ),
             preserve_host: upstream.preserve_host,
-            headers: decision.session.header.clone(),
+            headers: decision.session.header.as_slice().into(),
         })
     }
 
     /// The target of a pass-through rule (no session headers). `path` is the request's clean
     /// path; `verbatim` says that the client's path is that clean path, as sent, with nothing to
-    /// encode, so that an upstream without a base path or `strip_path` gets the client's path and
-    /// query unchanged (`path_and_query: None`, nothing built per request).
+    /// encode (every byte [`path_byte_ok`]), so that an upstream without a base path or
+    /// `strip_path` gets the client's path and query unchanged (`path_and_query: None`, nothing
+    /// built per request).
     pub fn pass_through(
         rule: &portcullis_rules::Rule,
         base: &std::sync::Arc<UpstreamBase>,
@@ -122,15 +127,13 @@ impl Target {
         query: Option<&str>,
     ) -> Self {
         let strip = rule.upstream.strip_path.as_deref();
-        let unchanged = verbatim
-            && strip.is_none()
-            && matches!(base.base_path.as_str(), "" | "/")
-            && path.bytes().all(path_byte_ok);
+        let unchanged = verbatim && strip.is_none() && matches!(base.base_path.as_str(), "" | "/");
         Self {
             upstream: std::sync::Arc::clone(base),
-            path_and_query: (!unchanged).then(|| upstream_path_and_query(base, strip, path, query)),
+            path_and_query: (!unchanged)
+                .then(|| upstream_path_and_query(base, strip, path, query).into_boxed_str()),
             preserve_host: rule.upstream.preserve_host,
-            headers: Vec::new(),
+            headers: Box::default(),
         }
     }
 }
@@ -184,9 +187,27 @@ fn strip_path(path: &str, strip: &str) -> String {
     }
 }
 
+/// Bytes a path goes on the wire with as they are (unreserved, sub-delims, `:`, `@`, `/`, `%`).
+const PATH_BYTE_OK: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let extra = b"/-._~!$&'()*+,;=:@%";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Whether a path byte goes on the wire as it is.
-fn path_byte_ok(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&byte)
+pub fn path_byte_ok(byte: u8) -> bool {
+    PATH_BYTE_OK[usize::from(byte)]
 }
 
 /// Re-encodes the characters a decoded path may contain that cannot go on the wire.

@@ -61,6 +61,25 @@ fn rules(upstream: &str) -> String {
   authenticators: [{{handler: noop}}]
   authorizer: {{handler: allow}}
   mutators: [{{handler: noop}}]
+- id: pass
+  match:
+    url: http://{{proxy}}/pass/<.*>
+    methods: [GET]
+  upstream:
+    url: {upstream}
+  authenticators: [{{handler: noop}}]
+  authorizer: {{handler: allow}}
+  mutators: [{{handler: noop}}]
+- id: pass-preserve
+  match:
+    url: http://{{proxy}}/keep-host/<.*>
+    methods: [GET]
+  upstream:
+    url: {upstream}
+    preserve_host: true
+  authenticators: [{{handler: noop}}]
+  authorizer: {{handler: allow}}
+  mutators: [{{handler: noop}}]
 - id: dead-upstream
   match:
     url: http://{{proxy}}/dead/<.*>
@@ -102,6 +121,78 @@ async fn anonymous_route_is_proxied_with_path_and_query() {
     assert_eq!(echo["query"], "x=1");
     assert_eq!(echo["headers"]["x-forwarded-proto"], "http");
     assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_requests_get_the_upstream_host_and_fresh_forwarded_headers() {
+    let gw = start().await;
+    let proxy_host = gw.proxy.trim_start_matches("http://").to_owned();
+    let upstream_host = {
+        // The upstream's own authority, as the rule names it (Host unless preserve_host).
+        let response = client()
+            .get(format!("{}/pass/probe", gw.proxy))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        json(response).await["headers"]["host"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(upstream_host.starts_with("127.0.0.1:"), "{upstream_host}");
+    assert_ne!(upstream_host, proxy_host);
+    // One keep-alive connection: every request gets its own headers, spoofed ones replaced.
+    let c = client();
+    for i in 0..3 {
+        let response = c
+            .get(format!("{}/pass/a/../b{i}?x={i}", gw.proxy))
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-host", "evil.example")
+            .header("forwarded", "for=6.6.6.6")
+            .header("x-custom", "kept")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status(), 200);
+        let echo = json(response).await;
+        assert_eq!(echo["path"], format!("/pass/b{i}"));
+        assert_eq!(echo["query"], format!("x={i}"));
+        let headers = &echo["headers"];
+        assert_eq!(headers["host"], upstream_host.as_str(), "{echo}");
+        assert_eq!(headers["x-forwarded-host"], proxy_host.as_str(), "{echo}");
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{echo}");
+        assert_eq!(headers["x-forwarded-proto"], "http", "{echo}");
+        assert_eq!(headers["x-custom"], "kept", "{echo}");
+        assert!(headers.get("forwarded").is_none(), "{echo}");
+    }
+    // preserve_host keeps the client's Host.
+    let response = c
+        .get(format!("{}/keep-host/x", gw.proxy))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let echo = json(response).await;
+    assert_eq!(echo["headers"]["host"], proxy_host.as_str(), "{echo}");
+    assert_eq!(
+        echo["headers"]["x-forwarded-host"],
+        proxy_host.as_str(),
+        "{echo}"
+    );
+    // Each request is counted under its rule.
+    let metrics = client()
+        .get(format!("{}/metrics", gw.api))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains(
+            "portcullis_gateway_requests_total{service=\"proxy\",rule=\"pass\",decision=\"allow\",status=\"200\"} 4\n"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

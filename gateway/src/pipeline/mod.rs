@@ -28,7 +28,7 @@ use portcullis_rules::{Handler, MatchError, Rule, RuleError, RuleSet};
 use serde_json::Value;
 
 use crate::config::GatewayConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RuleCounters};
 use authn::{Authenticator, AuthnError};
 use authz::Authorizer;
 use error::{ErrorResponse, PipelineError, json_response};
@@ -66,6 +66,8 @@ pub struct PreparedRule {
     /// running the handlers (the pass-through fast path, no boxed futures).
     pass_through: bool,
     upstream: Option<Arc<crate::upstream::UpstreamBase>>,
+    /// The rule's request counters.
+    counters: Arc<RuleCounters>,
 }
 
 /// The rule a request matched, before its handlers ran.
@@ -100,8 +102,10 @@ impl Matched {
 }
 
 /// The rule a URL matched ([`Pipeline::find`]), before anything was copied from the request.
+/// It borrows the serving rule set (an `arc-swap` guard, no reference count taken): use it
+/// right away, as the proxy's lookup does, and turn it into a [`Matched`] to keep it.
 pub struct FoundRule {
-    snapshot: Arc<Snapshot>,
+    snapshot: arc_swap::Guard<Arc<Snapshot>>,
     found: portcullis_rules::Found,
 }
 
@@ -109,22 +113,36 @@ impl FoundRule {
     /// For a pass-through rule (`noop`, `allow`, `noop` mutators, no capture groups read) with
     /// an upstream: the rule and its upstream, all the proxy needs to send the request on
     /// without building a [`RequestInfo`] or running [`Pipeline::run`].
-    pub fn pass_through(&self) -> Option<(&Arc<Rule>, &Arc<crate::upstream::UpstreamBase>)> {
+    pub fn pass_through(&self) -> Option<PassThrough<'_>> {
         let prepared = self.snapshot.prepared.get(self.found.index)?;
         if !prepared.pass_through || prepared.needs_captures {
             return None;
         }
-        Some((&self.found.rule, prepared.upstream.as_ref()?))
+        Some(PassThrough {
+            rule: &self.found.rule,
+            upstream: prepared.upstream.as_ref()?,
+            counters: &prepared.counters,
+        })
     }
 
     /// The match, for [`Pipeline::run`], with the URL it was found for.
     pub fn into_matched(self, url: String) -> Matched {
         Matched {
-            snapshot: self.snapshot,
+            snapshot: arc_swap::Guard::into_inner(self.snapshot),
             found: self.found,
             url,
         }
     }
+}
+
+/// What the proxy needs of a pass-through rule ([`FoundRule::pass_through`]).
+pub struct PassThrough<'a> {
+    /// The rule.
+    pub rule: &'a Arc<Rule>,
+    /// Its parsed upstream.
+    pub upstream: &'a Arc<crate::upstream::UpstreamBase>,
+    /// Its request counters.
+    pub counters: &'a Arc<RuleCounters>,
 }
 
 /// An immutable compiled rule set with its prepared handlers.
@@ -147,6 +165,8 @@ pub struct Decision {
     pub rule_errors: Arc<[ErrorHandlerEntry]>,
     /// The rule's parsed upstream (`None` for decision-only rules).
     pub upstream: Option<Arc<crate::upstream::UpstreamBase>>,
+    /// The rule's request counters.
+    pub counters: Arc<RuleCounters>,
 }
 
 /// A request the pipeline refused, with the rule if one matched.
@@ -483,6 +503,7 @@ impl Pipeline {
         };
         Ok(PreparedRule {
             upstream,
+            counters: self.deps.metrics.counters(id),
             needs_body: rule.authorizer.handler == "remote",
             needs_captures: needs_captures(rule),
             pass_through: rule
@@ -512,7 +533,7 @@ impl Pipeline {
 
     /// [`Pipeline::match_request`] on a borrowed match URL (`scheme://host/clean-path`).
     pub fn find(&self, method: &str, url: &str) -> Result<FoundRule, Refusal> {
-        let snapshot = self.snapshot.load_full();
+        let snapshot = self.snapshot.load();
         let found = snapshot.rules.find_rule(method, url).map_err(|e| {
             let error = match &e {
                 MatchError::NotFound => PipelineError::not_found(e.to_string()),
@@ -572,6 +593,7 @@ impl Pipeline {
                 echo_request_headers: !prepared.mutators.is_empty(),
                 rule_errors: Arc::clone(&prepared.errors),
                 upstream: prepared.upstream.clone(),
+                counters: Arc::clone(&prepared.counters),
             });
         }
         let mut authenticated = false;
@@ -610,6 +632,7 @@ impl Pipeline {
             echo_request_headers,
             rule_errors: Arc::clone(&prepared.errors),
             upstream: prepared.upstream.clone(),
+            counters: Arc::clone(&prepared.counters),
         })
     }
 
