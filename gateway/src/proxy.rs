@@ -70,12 +70,21 @@ pub struct RequestCtx {
     /// The upstream headers (`Host`, `X-Forwarded-*`) were set in the client's request header
     /// itself, so Pingora's copy of it for the upstream already has them.
     headers_applied: bool,
-    decided_in: std::time::Duration,
+    /// Time the decision took, in nanoseconds (saturating: 4 s is past the last bucket).
+    decided_nanos: u32,
 }
 
 impl RequestCtx {
     fn rule_id(&self) -> &str {
         self.counters.as_ref().map(|c| c.id()).unwrap_or("")
+    }
+
+    fn decided(&mut self, started: std::time::Instant) {
+        self.decided_nanos = u32::try_from(started.elapsed().as_nanos()).unwrap_or(u32::MAX);
+    }
+
+    fn decided_in(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(u64::from(self.decided_nanos))
     }
 }
 
@@ -510,7 +519,7 @@ impl GatewayProxy {
             Ok(matched) => self.decide(session, &mut req, matched).await,
             Err(refusal) => Err(refusal),
         };
-        ctx.decided_in = started.elapsed();
+        ctx.decided(started);
         let refusal = match decided {
             Ok(decision) => match Target::for_decision(&decision, &req) {
                 Ok(target) => {
@@ -549,7 +558,7 @@ impl GatewayProxy {
             Service::Proxy,
             false,
             response.status,
-            ctx.decided_in,
+            ctx.decided_in(),
         );
         ctx.counters = Some(counters);
         respond(session, &response).await?;
@@ -701,7 +710,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.scheme = self.scheme(session.req_header());
         let matched = match self.lookup(session, ctx.scheme) {
             Lookup::PassThrough(counters, target) => {
-                ctx.decided_in = started.elapsed();
+                ctx.decided(started);
                 ctx.counters = Some(counters);
                 ctx.headers_applied = self.apply_upstream_headers(session, &target, ctx.scheme)?;
                 ctx.target = Some(target);
@@ -762,7 +771,7 @@ impl ProxyHttp for GatewayProxy {
         };
         // Pass-through paths are usually unchanged: keep the parsed URI then. The target is
         // read, not taken: Pingora calls this filter again when it retries the request.
-        let uri = match target.path_and_query.as_deref() {
+        let uri = match target.path_and_query() {
             None => None,
             Some(wanted)
                 if upstream_request.uri.authority().is_none()
@@ -797,7 +806,7 @@ impl ProxyHttp for GatewayProxy {
         };
         let upstream_host = (!target.preserve_host).then(|| target.upstream.host_header().clone());
         edit_headers(upstream_request, uri, |headers| {
-            rewrite_headers(headers, upstream_host, &forwarded, &target.headers)
+            rewrite_headers(headers, upstream_host, &forwarded, target.headers())
         })
     }
 
@@ -829,9 +838,13 @@ impl ProxyHttp for GatewayProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         if let Some(counters) = &ctx.counters {
-            self.pipeline
-                .metrics()
-                .record(counters, Service::Proxy, true, status, ctx.decided_in);
+            self.pipeline.metrics().record(
+                counters,
+                Service::Proxy,
+                true,
+                status,
+                ctx.decided_in(),
+            );
         }
         match error {
             Some(e) => tracing::warn!(

@@ -48,18 +48,24 @@ impl UpstreamBase {
     }
 }
 
-/// The upstream request of a granted request. Boxed slices rather than growable ones: the
-/// proxy keeps it in its per-request context, which Pingora moves with every request.
+/// The upstream request of a granted request. Small: the proxy keeps it in its per-request
+/// context, which Pingora moves (copies) with the request's futures, so what a pass-through
+/// request does not need is behind one optional box.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The rule's parsed upstream (shared, not copied per request).
     pub upstream: std::sync::Arc<UpstreamBase>,
-    /// Path and query sent upstream; `None`: the client's, unchanged.
-    pub path_and_query: Option<Box<str>>,
     /// Keep the client's `Host`.
     pub preserve_host: bool,
-    /// Session headers to set (overwriting client values).
-    pub headers: Box<[(String, String)]>,
+    /// The new path and the session headers; `None`: neither.
+    rewrite: Option<Box<Rewrite>>,
+}
+
+/// What a [`Target`] changes in the request besides `Host`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Rewrite {
+    path_and_query: Option<String>,
+    headers: Vec<(String, String)>,
 }
 
 impl UpstreamBase {
@@ -100,18 +106,27 @@ impl Target {
         let upstream = &decision.rule.upstream;
         Ok(Self {
             upstream: std::sync::Arc::clone(base),
-            path_and_query: Some(
-                upstream_path_and_query(
+            preserve_host: upstream.preserve_host,
+            rewrite: Some(Box::new(Rewrite {
+                path_and_query: Some(upstream_path_and_query(
                     base,
                     upstream.strip_path.as_deref(),
                     &req.path,
                     req.query.as_deref(),
-                )
-                .into_boxed_str(),
-            ),
-            preserve_host: upstream.preserve_host,
-            headers: decision.session.header.as_slice().into(),
+                )),
+                headers: decision.session.header.clone(),
+            })),
         })
+    }
+
+    /// Path and query sent upstream; `None`: the client's, unchanged.
+    pub fn path_and_query(&self) -> Option<&str> {
+        self.rewrite.as_ref()?.path_and_query.as_deref()
+    }
+
+    /// Session headers to set (overwriting client values).
+    pub fn headers(&self) -> &[(String, String)] {
+        self.rewrite.as_ref().map_or(&[], |r| r.headers.as_slice())
     }
 
     /// The target of a pass-through rule (no session headers). `path` is the request's clean
@@ -130,10 +145,13 @@ impl Target {
         let unchanged = verbatim && strip.is_none() && matches!(base.base_path.as_str(), "" | "/");
         Self {
             upstream: std::sync::Arc::clone(base),
-            path_and_query: (!unchanged)
-                .then(|| upstream_path_and_query(base, strip, path, query).into_boxed_str()),
             preserve_host: rule.upstream.preserve_host,
-            headers: Box::default(),
+            rewrite: (!unchanged).then(|| {
+                Box::new(Rewrite {
+                    path_and_query: Some(upstream_path_and_query(base, strip, path, query)),
+                    headers: Vec::new(),
+                })
+            }),
         }
     }
 }
@@ -263,15 +281,15 @@ mod tests {
         let stripping =
             rule(serde_json::json!({"url": "http://127.0.0.1:4460", "strip_path": "/api"}))?;
         let keep = Target::pass_through(&simple, &plain, "/a/b", true, Some("q=1"));
-        assert_eq!(keep.path_and_query, None);
+        assert_eq!(keep.path_and_query(), None);
         assert!(!keep.preserve_host);
         // Not as sent (the path had to be cleaned): the clean path goes upstream.
         let cleaned = Target::pass_through(&simple, &plain, "/a/b", false, Some("q=1"));
-        assert_eq!(cleaned.path_and_query.as_deref(), Some("/a/b?q=1"));
+        assert_eq!(cleaned.path_and_query(), Some("/a/b?q=1"));
         let joined = Target::pass_through(&simple, &based, "/a", true, None);
-        assert_eq!(joined.path_and_query.as_deref(), Some("/base/a"));
+        assert_eq!(joined.path_and_query(), Some("/base/a"));
         let stripped = Target::pass_through(&stripping, &plain, "/api/x", true, None);
-        assert_eq!(stripped.path_and_query.as_deref(), Some("/x"));
+        assert_eq!(stripped.path_and_query(), Some("/x"));
         Ok(())
     }
 
