@@ -361,7 +361,9 @@ impl RuleSet {
     pub fn find_rule(&self, method: &str, url: &str) -> Result<Found, MatchError> {
         let mut found: Option<Found> = None;
         let mut extra: Vec<String> = Vec::new();
-        let mut check = |index: u32| -> Result<(), MatchError> {
+        // `after_prefix`: the URL is known to start with the rule's literal prefix (found in the
+        // prefix tree), so only the rest is checked.
+        let mut check = |index: u32, after_prefix: bool| -> Result<(), MatchError> {
             let index = index as usize;
             let compiled = &self.compiled[index];
             if !compiled
@@ -371,13 +373,15 @@ impl RuleSet {
             {
                 return Ok(());
             }
-            let matched = compiled
-                .pattern
-                .is_match(url)
-                .map_err(|e| MatchError::Eval {
-                    rule_id: self.rules[index].id.clone(),
-                    message: e.to_string(),
-                })?;
+            let matched = if after_prefix {
+                compiled.pattern.is_match_after_prefix(url)
+            } else {
+                compiled.pattern.is_match(url)
+            };
+            let matched = matched.map_err(|e| MatchError::Eval {
+                rule_id: self.rules[index].id.clone(),
+                message: e.to_string(),
+            })?;
             if matched {
                 if found.is_some() {
                     extra.push(self.rules[index].id.clone());
@@ -395,7 +399,7 @@ impl RuleSet {
         let mut depth = 0usize;
         while let Some(current) = self.radix.get(node) {
             for &index in &current.rules {
-                check(index)?;
+                check(index, true)?;
             }
             let Some(&byte) = bytes.get(depth) else { break };
             let Some(&(_, child)) = current.children.iter().find(|(b, _)| *b == byte) else {
@@ -419,12 +423,12 @@ impl RuleSet {
             literals.dedup();
             for literal in literals {
                 for &index in &self.floating.literal_rules[literal] {
-                    check(index)?;
+                    check(index, false)?;
                 }
             }
         }
         for &index in &self.floating.always {
-            check(index)?;
+            check(index, false)?;
         }
         match (found, extra.is_empty()) {
             (None, _) => Err(MatchError::NotFound),

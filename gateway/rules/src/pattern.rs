@@ -145,6 +145,21 @@ impl Pattern {
         }
     }
 
+    /// [`Pattern::is_match`] for a URL already known to start with the literal prefix (the rule
+    /// index found the rule by it), without comparing the prefix again.
+    pub fn is_match_after_prefix(&self, url: &str) -> Result<bool, EvalError> {
+        debug_assert!(url.starts_with(self.literal_prefix.as_str()));
+        let Some(rest) = url.get(self.literal_prefix.len()..) else {
+            return self.is_match(url);
+        };
+        match &self.regex {
+            None => Ok(!rest.contains('\n')),
+            Some(regex) => regex
+                .is_match(if self.strip_prefix { rest } else { url })
+                .map_err(|e| EvalError(e.to_string())),
+        }
+    }
+
     /// What the regex runs on: the URL after the literal prefix (`None` when it does not start
     /// with it), or the whole URL when the prefix is part of the regex.
     fn regex_input<'u>(&self, url: &'u str) -> Option<&'u str> {
@@ -379,11 +394,22 @@ fn glob_to_regex(glob: &str) -> Result<String, PatternError> {
 mod tests {
     use super::*;
 
+    /// Whether `pattern` matches `url`, checking that `captures`, `is_match` and (for a URL with
+    /// the literal prefix) `is_match_after_prefix` agree.
     fn matches(pattern: &str, strategy: MatchingStrategy, url: &str) -> bool {
-        Pattern::compile(pattern, strategy)
-            .ok()
-            .and_then(|p| p.captures(url).ok().flatten())
-            .is_some()
+        let Ok(p) = Pattern::compile(pattern, strategy) else {
+            return false;
+        };
+        let captured = p.captures(url).ok().flatten().is_some();
+        assert_eq!(p.is_match(url).ok(), Some(captured), "{pattern} vs {url}");
+        if url.starts_with(p.literal_prefix()) {
+            assert_eq!(
+                p.is_match_after_prefix(url).ok(),
+                Some(captured),
+                "{pattern} vs {url} after the prefix"
+            );
+        }
+        captured
     }
 
     /// The regex a pattern stands for, prefix included, as Oathkeeper builds it.
