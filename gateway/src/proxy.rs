@@ -117,20 +117,14 @@ fn client_host(header: &RequestHeader) -> &str {
 
 /// The request as the pipeline sees it, without its headers: matching does not read them, a
 /// pass-through rule never does, so they are copied in only when needed ([`load_headers`]).
-fn request_info(session: &Session, scheme: Scheme) -> RequestInfo {
+/// `host` and the clean `path` are the ones the rule was looked up with.
+fn request_info(session: &Session, scheme: Scheme, host: &str, path: &str) -> RequestInfo {
     let header = session.req_header();
-    let raw_path = header.uri.path();
-    // Most paths need neither decoding nor cleaning; only allocate for those that do.
-    let path = if path_is_clean(raw_path) {
-        raw_path.to_owned()
-    } else {
-        portcullis_rules::path::clean_path(&portcullis_rules::path::decode_path(raw_path))
-    };
     RequestInfo {
         method: header.method.as_str().to_owned(),
         scheme: scheme.as_str().to_owned(),
-        host: client_host(header).to_owned(),
-        path,
+        host: host.to_owned(),
+        path: path.to_owned(),
         query: header.uri.query().map(str::to_owned),
         headers: http::HeaderMap::new(),
         remote_addr: session
@@ -401,10 +395,10 @@ fn rewrite_headers(
 enum Lookup {
     /// A pass-through rule (its counters): the request goes upstream as it is.
     PassThrough(Arc<RuleCounters>, Target),
-    /// Any other rule: its handlers run ([`Pipeline::run`]).
-    Matched(Matched),
-    /// No rule, several, or a rule that could not be evaluated.
-    Refused(Refusal),
+    /// Any other rule, whose handlers run ([`Pipeline::run`]), or a refusal (no rule, several,
+    /// or a rule that could not be evaluated); with the request as the pipeline sees it, built
+    /// from the host and clean path the rule was looked up with.
+    Pipeline(std::result::Result<Matched, Refusal>, Box<RequestInfo>),
 }
 
 thread_local! {
@@ -438,7 +432,7 @@ impl GatewayProxy {
 
     /// Finds the request's rule. A pass-through rule is answered here, from the request header
     /// as Pingora parsed it, with the match URL in a reused buffer: nothing is copied from the
-    /// request. Any other rule is handed on with its own copy of the URL.
+    /// request. Any other rule is handed on with its own copy of the URL and of the request.
     fn lookup(&self, session: &Session, scheme: Scheme) -> Lookup {
         let header = session.req_header();
         let raw_path = header.uri.path();
@@ -451,11 +445,16 @@ impl GatewayProxy {
                 portcullis_rules::path::clean_path(&portcullis_rules::path::decode_path(raw_path));
             cleaned.as_str()
         };
+        let host = client_host(header);
         MATCH_URL.with_borrow_mut(|url| {
             url.clear();
-            portcullis_rules::path::push_match_url(url, scheme.as_str(), client_host(header), path);
+            portcullis_rules::path::push_match_url(url, scheme.as_str(), host, path);
+            let pipeline = |outcome| {
+                let req = request_info(session, scheme, host, path);
+                Lookup::Pipeline(outcome, Box::new(req))
+            };
             let lookup = match self.pipeline.find(header.method.as_str(), url) {
-                Err(refusal) => Lookup::Refused(refusal),
+                Err(refusal) => pipeline(Err(refusal)),
                 Ok(found) => match found.pass_through() {
                     Some(pass) => Lookup::PassThrough(
                         Arc::clone(pass.counters),
@@ -467,7 +466,7 @@ impl GatewayProxy {
                             header.uri.query(),
                         ),
                     ),
-                    None => Lookup::Matched(found.into_matched(url.clone())),
+                    None => pipeline(Ok(found.into_matched(url.clone()))),
                 },
             };
             // One very long URL does not keep its buffer for the life of the thread.
@@ -512,9 +511,9 @@ impl GatewayProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
         matched: std::result::Result<Matched, Refusal>,
+        mut req: Box<RequestInfo>,
         started: std::time::Instant,
     ) -> Result<bool> {
-        let mut req = request_info(session, ctx.scheme);
         let decided = match matched {
             Ok(matched) => self.decide(session, &mut req, matched).await,
             Err(refusal) => Err(refusal),
@@ -708,7 +707,7 @@ impl ProxyHttp for GatewayProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let started = std::time::Instant::now();
         ctx.scheme = self.scheme(session.req_header());
-        let matched = match self.lookup(session, ctx.scheme) {
+        let (matched, req) = match self.lookup(session, ctx.scheme) {
             Lookup::PassThrough(counters, target) => {
                 ctx.decided(started);
                 ctx.counters = Some(counters);
@@ -717,12 +716,11 @@ impl ProxyHttp for GatewayProxy {
                 self.apply_timeouts(session);
                 return Ok(false);
             }
-            Lookup::Matched(matched) => Ok(matched),
-            Lookup::Refused(refusal) => Err(refusal),
+            Lookup::Pipeline(matched, req) => (matched, req),
         };
         // Boxed: the handlers' futures are large, and this phase's own future is allocated and
         // moved for every request, pass-through ones included.
-        Box::pin(self.run_pipeline(session, ctx, matched, started)).await
+        Box::pin(self.run_pipeline(session, ctx, matched, req, started)).await
     }
 
     async fn upstream_peer(
