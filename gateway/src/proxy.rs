@@ -255,13 +255,13 @@ fn is_forwarded_header(name: &str) -> bool {
 }
 
 /// What the upstream request learns about the client connection.
-struct Forwarded<'a> {
+struct Forwarded {
     /// `serve.proxy.trust_forwarded_headers`: extend the client's `X-Forwarded-*` instead of
     /// replacing them.
     trusted: bool,
     client_ip: Option<std::net::IpAddr>,
     /// The request URI's authority, the client's host when it sent no `Host` (HTTP/1.0).
-    uri_authority: Option<&'a str>,
+    uri_authority: Option<http::uri::Authority>,
     scheme: &'static str,
 }
 
@@ -320,7 +320,7 @@ fn edit_headers(
 fn rewrite_headers(
     headers: &mut http::HeaderMap,
     upstream_host: Option<http::HeaderValue>,
-    forwarded: &Forwarded<'_>,
+    forwarded: &Forwarded,
     session_headers: &[(String, String)],
 ) -> Result<()> {
     // One growth of the (cloned, full) map for everything added below; a failure here only
@@ -366,7 +366,8 @@ fn rewrite_headers(
             .or_else(|| {
                 forwarded
                     .uri_authority
-                    .and_then(|authority| http::HeaderValue::from_str(authority).ok())
+                    .as_ref()
+                    .and_then(|authority| http::HeaderValue::from_str(authority.as_str()).ok())
             })
             .unwrap_or_else(|| http::HeaderValue::from_static(""));
         headers.insert(X_FORWARDED_HOST.clone(), client_host);
@@ -581,20 +582,24 @@ impl GatewayProxy {
         if header.version == http::Version::HTTP_2 || header.uri.authority().is_some() {
             return Ok(false);
         }
-        let forwarded = Forwarded {
+        let forwarded = self.forwarded(session, scheme);
+        edit_headers(session.req_header_mut(), None, |headers| {
+            rewrite_headers(headers, target.upstream_host(), &forwarded, &[])
+        })?;
+        Ok(true)
+    }
+
+    /// What the upstream request learns about the client connection of `session`.
+    fn forwarded(&self, session: &Session, scheme: Scheme) -> Forwarded {
+        Forwarded {
             trusted: self.trust_forwarded_headers,
             client_ip: session
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
-            uri_authority: None,
+            uri_authority: session.req_header().uri.authority().cloned(),
             scheme: scheme.as_str(),
-        };
-        let upstream_host = (!target.preserve_host).then(|| target.upstream.host_header().clone());
-        edit_headers(session.req_header_mut(), None, |headers| {
-            rewrite_headers(headers, upstream_host, &forwarded, &[])
-        })?;
-        Ok(true)
+        }
     }
 
     /// `serve.proxy.timeout.{read,idle}` on the client connection (only when configured: each
@@ -792,19 +797,14 @@ impl ProxyHttp for GatewayProxy {
             }
             return Ok(());
         }
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let forwarded = Forwarded {
-            trusted: self.trust_forwarded_headers,
-            client_ip,
-            uri_authority: session.req_header().uri.authority().map(|a| a.as_str()),
-            scheme: ctx.scheme.as_str(),
-        };
-        let upstream_host = (!target.preserve_host).then(|| target.upstream.host_header().clone());
+        let forwarded = self.forwarded(session, ctx.scheme);
         edit_headers(upstream_request, uri, |headers| {
-            rewrite_headers(headers, upstream_host, &forwarded, target.headers())
+            rewrite_headers(
+                headers,
+                target.upstream_host(),
+                &forwarded,
+                target.headers(),
+            )
         })
     }
 
@@ -880,7 +880,7 @@ mod tests {
         }
     }
 
-    fn forwarded(trusted: bool) -> Forwarded<'static> {
+    fn forwarded(trusted: bool) -> Forwarded {
         Forwarded {
             trusted,
             client_ip: Some(std::net::IpAddr::from([10, 1, 2, 3])),
@@ -1002,7 +1002,7 @@ mod tests {
         // No Host (HTTP/1.0): the request URI's authority, else empty.
         let mut req = RequestHeader::build("GET", b"/", None)?;
         let with_authority = Forwarded {
-            uri_authority: Some("h.example:8080"),
+            uri_authority: Some(http::uri::Authority::from_static("h.example:8080")),
             ..forwarded(false)
         };
         edit_headers(&mut req, None, |headers| {

@@ -124,6 +124,11 @@ impl Target {
         self.rewrite.as_ref()?.path_and_query.as_deref()
     }
 
+    /// The upstream's `Host` value, unless `preserve_host` keeps the client's.
+    pub fn upstream_host(&self) -> Option<http::HeaderValue> {
+        (!self.preserve_host).then(|| self.upstream.host_header().clone())
+    }
+
     /// Session headers to set (overwriting client values).
     pub fn headers(&self) -> &[(String, String)] {
         self.rewrite.as_ref().map_or(&[], |r| r.headers.as_slice())
