@@ -57,14 +57,15 @@ pub struct Target {
     pub upstream: std::sync::Arc<UpstreamBase>,
     /// Keep the client's `Host`.
     pub preserve_host: bool,
-    /// The new path and the session headers; `None`: neither.
+    /// The path sent upstream and the session headers; `None`: the client's path, unchanged, and
+    /// no session headers.
     rewrite: Option<Box<Rewrite>>,
 }
 
 /// What a [`Target`] changes in the request besides `Host`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Rewrite {
-    path_and_query: Option<String>,
+    path_and_query: String,
     headers: Vec<(String, String)>,
 }
 
@@ -108,12 +109,12 @@ impl Target {
             upstream: std::sync::Arc::clone(base),
             preserve_host: upstream.preserve_host,
             rewrite: Some(Box::new(Rewrite {
-                path_and_query: Some(upstream_path_and_query(
+                path_and_query: upstream_path_and_query(
                     base,
                     upstream.strip_path.as_deref(),
                     &req.path,
                     req.query.as_deref(),
-                )),
+                ),
                 headers: decision.session.header.clone(),
             })),
         })
@@ -121,7 +122,7 @@ impl Target {
 
     /// Path and query sent upstream; `None`: the client's, unchanged.
     pub fn path_and_query(&self) -> Option<&str> {
-        self.rewrite.as_ref()?.path_and_query.as_deref()
+        self.rewrite.as_ref().map(|r| r.path_and_query.as_str())
     }
 
     /// The upstream's `Host` value, unless `preserve_host` keeps the client's.
@@ -153,7 +154,7 @@ impl Target {
             preserve_host: rule.upstream.preserve_host,
             rewrite: (!unchanged).then(|| {
                 Box::new(Rewrite {
-                    path_and_query: Some(upstream_path_and_query(base, strip, path, query)),
+                    path_and_query: upstream_path_and_query(base, strip, path, query),
                     headers: Vec::new(),
                 })
             }),
