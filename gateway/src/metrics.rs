@@ -17,22 +17,15 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// [`BUCKETS`] in nanoseconds (an observation is placed without floating point).
-const BUCKETS_NANOS: [u64; 14] = [
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-];
+const BUCKETS_NANOS: [u64; BUCKETS.len()] = {
+    let mut nanos = [0; BUCKETS.len()];
+    let mut i = 0;
+    while i < BUCKETS.len() {
+        nanos[i] = (BUCKETS[i] * 1e9 + 0.5) as u64;
+        i += 1;
+    }
+    nanos
+};
 
 /// Per-bucket counts (not cumulative: one atomic add per observation); rendering sums them.
 #[derive(Default)]
@@ -77,20 +70,12 @@ impl Service {
 /// One series of a rule, packed: bit 17 the service, bit 16 allow, the low bits the status;
 /// plus one, so that 0 marks a free slot.
 fn series_key(service: Service, granted: bool, status: u16) -> u32 {
-    let service = match service {
-        Service::Decisions => 0,
-        Service::Proxy => 1,
-    };
-    ((service << 17) | (u32::from(granted) << 16) | u32::from(status)) + 1
+    ((service as u32) << 17 | u32::from(granted) << 16 | u32::from(status)) + 1
 }
 
 fn series_of(key: u32) -> (Service, &'static str, u16) {
     let raw = key - 1;
-    let service = if raw >> 17 == 0 {
-        Service::Decisions
-    } else {
-        Service::Proxy
-    };
+    let service = Service::ALL[(raw >> 17) as usize & 1];
     let decision = if raw & (1 << 16) != 0 {
         "allow"
     } else {
@@ -410,6 +395,37 @@ mod tests {
             )
         );
         assert!(text.contains("portcullis_gateway_rules 3"));
+    }
+
+    #[test]
+    fn bucket_bounds_and_series_keys_round_trip() {
+        assert_eq!(
+            BUCKETS_NANOS,
+            [
+                100_000,
+                250_000,
+                500_000,
+                1_000_000,
+                2_500_000,
+                5_000_000,
+                10_000_000,
+                25_000_000,
+                50_000_000,
+                100_000_000,
+                250_000_000,
+                500_000_000,
+                1_000_000_000,
+                2_500_000_000,
+            ]
+        );
+        for service in Service::ALL {
+            for granted in [false, true] {
+                for status in [0, 200, 404, 599, u16::MAX] {
+                    let (s, decision, st) = series_of(series_key(service, granted, status));
+                    assert_eq!((s, decision == "allow", st), (service, granted, status));
+                }
+            }
+        }
     }
 
     #[test]
