@@ -142,14 +142,7 @@ async fn decisions_deny_unauthenticated_and_unmatched() {
         ask("/me", "http").await.map(|r| r.status().as_u16()).ok(),
         Some(404)
     );
-    let metrics = c
-        .get(format!("{}/metrics", gw.api))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = metrics_text(&gw.api).await;
     assert!(
         metrics.contains(
             "portcullis_gateway_requests_total{service=\"decisions\",rule=\"api-denied\",decision=\"deny\",status=\"403\"} 1"

@@ -179,14 +179,7 @@ async fn pass_through_requests_get_the_upstream_host_and_fresh_forwarded_headers
         "{echo}"
     );
     // Each request is counted under its rule.
-    let metrics = client()
-        .get(format!("{}/metrics", gw.api))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = metrics_text(&gw.api).await;
     assert!(
         metrics.contains(
             "portcullis_gateway_requests_total{service=\"proxy\",rule=\"pass\",decision=\"allow\",status=\"200\"} 4\n"
@@ -311,14 +304,7 @@ async fn upstream_down_is_502() {
     let wanted = "service=\"proxy\",rule=\"dead-upstream\",decision=\"allow\",status=\"502\"} 1";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let metrics = client()
-            .get(format!("{}/metrics", gw.metrics))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .text()
-            .await
-            .unwrap_or_default();
+        let metrics = metrics_text(&gw.metrics).await;
         if metrics.contains(wanted) {
             break;
         }

@@ -190,14 +190,7 @@ mutators:
     }
 
     async fn metric(&self, result: &str) -> u64 {
-        let text = client()
-            .get(format!("{}/metrics", self.gw.metrics))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("metrics: {e}"))
-            .text()
-            .await
-            .unwrap_or_default();
+        let text = metrics_text(&self.gw.metrics).await;
         let wanted = format!(
             "portcullis_gateway_cache_requests_total{{cache=\"session\",result=\"{result}\"}} "
         );

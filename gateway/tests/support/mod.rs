@@ -351,6 +351,18 @@ impl Drop for Gateway {
 }
 
 /// An HTTP client that sends cookies only when told and follows no redirects.
+/// The Prometheus text that `base` (the API or the metrics port) serves at `/metrics`.
+pub async fn metrics_text(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("metrics: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
